@@ -1,0 +1,238 @@
+"""From a config to a trained, evaluated run folder. The CLI and recipes call these functions.
+
+``train_experiment`` builds data, model, task and defense from an :class:`ExperimentConfig`, trains
+into a run folder and records the test accuracy; ``load_run_model`` rebuilds a trained model from
+a run folder; ``evaluate_run`` and ``report_run`` add the robustness audit and the HTML report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data.distributed import DistributedSampler
+
+from robustlab import data as rdata
+from robustlab.checkpoint import load_checkpoint
+from robustlab.config import ExperimentConfig, parse_config
+from robustlab.data.spec import DatasetInfo
+from robustlab.defenses import build_defense
+from robustlab.errors import RobustlabError
+from robustlab.io import read_json
+from robustlab.models import ImageClassifier, build_model, load_pretrained
+from robustlab.progress import log
+from robustlab.runs import RunDir
+from robustlab.tasks import ClassificationTask
+from robustlab.training import Trainer
+from robustlab.training import distributed as D
+from robustlab.training.seeding import resolve_device, seed_everything
+
+SMOKE_SIZES = {"train": 96, "test": 64}
+
+
+@dataclass
+class DataBundle:
+    """The splits of one experiment; ``val`` is ``None`` when ``val_fraction`` is 0."""
+
+    info: DatasetInfo
+    train: rdata.ImageDataset
+    val: rdata.ImageDataset | None
+    test: rdata.ImageDataset
+
+
+def fabricated_dataset(info: DatasetInfo, n: int, seed: int, split: str) -> rdata.ImageDataset:
+    """Random images of ``info``'s shape with labels cycling over its classes (for ``--smoke``)."""
+    g = torch.Generator().manual_seed(seed + (0 if split == "train" else 1))
+    images = torch.randint(0, 256, (n, *info.shape), generator=g, dtype=torch.uint8)
+    labels = torch.arange(n) % info.num_classes
+    return rdata.TensorImageDataset(images, labels, dataclasses.replace(info, description="fabricated (--smoke)"))
+
+
+def prepare_data(cfg: ExperimentConfig, smoke: bool = False) -> DataBundle:
+    """Load, adapt (channels/size), subset and split the data that ``cfg`` names.
+
+    ``smoke`` replaces the real images with fabricated ones of the same shape and classes, so a
+    recipe's whole pipeline runs in seconds without the dataset on disk.
+    """
+    d = cfg.data
+    info = rdata.dataset_info(d.dataset)
+    if smoke:
+        if d.image_size and d.image_size > 64:
+            info = dataclasses.replace(info, image_size=(64, 64))  # keep smoke runs tiny
+        train = fabricated_dataset(info, SMOKE_SIZES["train"], cfg.seed, "train")
+        test = fabricated_dataset(info, SMOKE_SIZES["test"], cfg.seed, "test")
+    else:
+        root = Path(d.root) if d.root else None
+        train = rdata.load_dataset(d.dataset, "train", root=root, download=d.download)
+        test = rdata.load_dataset(d.dataset, "test", root=root, download=d.download)
+    size = min(d.image_size, 64) if (smoke and d.image_size) else d.image_size
+    if d.channels or size:
+        train, test = rdata.adapt(train, d.channels, size), rdata.adapt(test, d.channels, size)
+    if d.train_subset and not smoke:
+        train = rdata.subset(train, d.train_subset, seed=cfg.seed)
+    if d.test_subset and not smoke:
+        test = rdata.subset(test, d.test_subset, seed=cfg.seed)
+    val = None
+    if d.val_fraction > 0:
+        train, val = rdata.train_val_split(train, d.val_fraction, seed=cfg.seed)
+    aug = rdata.augmentation(d.augmentation)
+    if aug is not None:
+        train = train.with_transform(aug)
+    c, h, w = train[0][0].shape
+    info = dataclasses.replace(info, channels=c, image_size=(h, w))
+    return DataBundle(info, train, val, test)
+
+
+def build_model_for(cfg: ExperimentConfig, info: DatasetInfo) -> ImageClassifier:
+    """The model ``cfg.model`` names, sized for ``info`` (channels, image size, classes, mean/std)."""
+    m = cfg.model
+    mean, std = info.mean, info.std
+    if len(mean) != info.channels:  # channels were adapted: use the average statistics
+        mean = (sum(mean) / len(mean),) * info.channels
+        std = (sum(std) / len(std),) * info.channels
+    return build_model(
+        m.name, info.num_classes, in_channels=info.channels, image_size=info.image_size[0], mean=mean, std=std,
+        batchnorm=m.batchnorm, dropout=m.dropout, pretrained=m.pretrained, **m.options,
+    )
+
+
+def make_task(cfg: ExperimentConfig, info: DatasetInfo) -> ClassificationTask:
+    return ClassificationTask(info.num_classes, label_smoothing=cfg.train.label_smoothing)
+
+
+def _loaders(cfg: ExperimentConfig, bundle: DataBundle):
+    """Training and validation loaders. The training order is a function of (seed, epoch) only —
+    a DistributedSampler (one replica outside torchrun) with ``set_epoch`` — so a resumed run sees
+    exactly the batches an uninterrupted one would, and world sizes shard deterministically."""
+    d = cfg.data
+    world, rank = D.world_size(), D.rank()
+    sampler = DistributedSampler(bundle.train, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
+    train = rdata.make_loader(bundle.train, d.batch_size, sampler=sampler, seed=cfg.seed, num_workers=d.num_workers)
+    val = None
+    if bundle.val is not None:
+        vs = DistributedSampler(bundle.val, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
+        val = rdata.make_loader(bundle.val, d.eval_batch_size, sampler=vs)
+    return train, val
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, dataset: rdata.ImageDataset, batch_size: int, device: torch.device) -> float:
+    """Top-1 accuracy of ``model`` on ``dataset`` (eval mode; mode restored afterwards)."""
+    was = model.training
+    model.eval()
+    correct = total = 0
+    try:
+        for x, y in rdata.make_loader(dataset, batch_size):
+            correct += (model(x.to(device)).argmax(1).cpu() == y).sum().item()
+            total += y.numel()
+    finally:
+        model.train(was)
+    return correct / max(total, 1)
+
+
+def train_experiment(
+    cfg: ExperimentConfig, out: str | Path, resume: bool = False, overwrite: bool = False, smoke: bool = False
+) -> RunDir:
+    """Train ``cfg`` into the run folder ``out`` and record the clean test accuracy in results.json."""
+    validate_names(cfg)
+    device = resolve_device(cfg.device)
+    D.init_from_env(device.type)
+    run = RunDir.create(out, resume=resume, overwrite=overwrite) if D.is_main() else RunDir(out)
+    try:
+        seed_everything(cfg.seed)
+        bundle = prepare_data(cfg, smoke=smoke)
+        model = build_model_for(cfg, bundle.info)
+        if cfg.train.init_from:
+            load_pretrained(model, cfg.train.init_from)
+        defense = build_defense(cfg.defense.name, **cfg.defense.params)
+        resolved = cfg.resolved()
+        resolved["smoke"] = smoke
+        if D.is_main():
+            run.write_config(resolved)
+        train_loader, val_loader = _loaders(cfg, bundle)
+        trainer = Trainer(model, make_task(cfg, bundle.info), cfg.train, train_loader, val_loader,
+                          run=run, defense=defense, device=device, config_snapshot=resolved)
+        t0 = time.perf_counter()
+        fit = trainer.fit(resume=resume)
+        if D.is_main():
+            best = run.checkpoint("best")
+            if best.exists():
+                model.load_state_dict(load_checkpoint(best)["model"])
+            test_acc = accuracy(model, bundle.test, cfg.data.eval_batch_size, trainer.device)
+            run.update_results(
+                name=cfg.name,
+                dataset=bundle.info.name,
+                model=cfg.model.name,
+                defense=defense.describe(),
+                clean_accuracy=test_acc,
+                test_size=len(bundle.test),
+                training={
+                    "epochs_run": len(fit.history), "best_epoch": fit.best_epoch,
+                    "best_" + cfg.train.monitor: fit.best_value, "stopped_early": fit.stopped_early,
+                    "seconds": round(time.perf_counter() - t0, 2),
+                },
+            )
+            log.info("%s: test accuracy %.4f (best epoch %s)", cfg.name, test_acc, fit.best_epoch)
+    finally:
+        run.release_lock()
+    return run
+
+
+def load_run_config(run: RunDir) -> tuple[ExperimentConfig, bool]:
+    """The resolved config of a run folder and whether it was a smoke run."""
+    import yaml
+
+    raw = yaml.safe_load(run.config_path.read_text(encoding="utf-8")) if run.config_path.exists() else None
+    if not isinstance(raw, dict):
+        raise RobustlabError(f"{run.path} has no readable config.yaml")
+    smoke = bool(raw.pop("smoke", False))
+    return parse_config(raw, where=str(run.config_path)), smoke
+
+
+def load_run_model(run: RunDir, which: str = "best", device: torch.device | None = None):
+    """Rebuild the trained model of a run folder: ``(model in eval mode, config, data bundle)``."""
+    cfg, smoke = load_run_config(run)
+    bundle = prepare_data(cfg, smoke=smoke)
+    cfg_model = cfg.model.model_copy(update={"pretrained": None})
+    model = build_model_for(cfg.model_copy(update={"model": cfg_model}), bundle.info)
+    path = run.checkpoint(which)
+    if not path.exists():
+        path = run.checkpoint("last")
+    state = load_checkpoint(path)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise RobustlabError(f"checkpoint {path} does not fit model {cfg.model.name}: {str(e).splitlines()[0][:200]}") from None
+    model.to(device or torch.device("cpu")).eval()
+    return model, cfg, bundle
+
+
+def read_results(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / "results.json"
+    return read_json(path) if path.exists() else {}
+
+
+def validate_names(cfg: ExperimentConfig) -> None:
+    """Check every registry name in ``cfg`` (dataset, model, defense, augmentation, attacks) before
+    any folder is created, so a typo fails fast with the list of valid choices."""
+    from robustlab.defenses import DEFENSES
+    from robustlab.errors import choice_error
+    from robustlab.models.registry import _BUILDERS
+
+    rdata.dataset_info(cfg.data.dataset)
+    if cfg.model.name not in _BUILDERS:
+        raise choice_error("model", cfg.model.name, _BUILDERS)
+    if cfg.defense.name not in DEFENSES:
+        raise choice_error("defense", cfg.defense.name, DEFENSES)
+    rdata.augmentation(cfg.data.augmentation)
+    try:
+        from robustlab.attacks import ATTACKS
+    except ImportError:  # attack engine not installed in this build
+        return
+    for name in cfg.evaluate.attacks:
+        if name not in ATTACKS:
+            raise choice_error("attack", name, ATTACKS)

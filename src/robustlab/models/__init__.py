@@ -1,0 +1,8 @@
+"""Model registry. Every model takes pixels in [0, 1] and normalizes inside."""
+
+from robustlab.models.classifier import ImageClassifier
+from robustlab.models.normalize import Normalize
+from robustlab.models.pretrained import load_pretrained
+from robustlab.models.registry import ModelInfo, build_model, list_models
+
+__all__ = ["ImageClassifier", "ModelInfo", "Normalize", "build_model", "list_models", "load_pretrained"]

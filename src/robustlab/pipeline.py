@@ -1,0 +1,82 @@
+"""The stages after training: evaluate → explain → report, on a run folder.
+
+Each stage reads what the previous ones left in the folder, so each can also run alone from the
+CLI (``robustlab evaluate``, ``explain``, ``report``) on an existing run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robustlab.config import EvalConfig
+from robustlab.experiment import load_run_model
+from robustlab.progress import log
+from robustlab.runs import RunDir
+from robustlab.training.seeding import resolve_device
+
+
+def evaluate_run(run_dir: str | Path, overrides: dict[str, Any] | None = None, device: str = "auto") -> dict[str, Any]:
+    """Run the robustness audit of ``run_dir`` (its config's ``evaluate`` section, updated by
+    ``overrides``) and merge the numbers into its ``results.json``; return the whole document."""
+    run = RunDir.open(run_dir)
+    from robustlab.evaluation import evaluate_robustness
+
+    dev = resolve_device(device)
+    model, cfg, bundle = load_run_model(run, device=dev)
+    ecfg = EvalConfig.model_validate({**cfg.evaluate.model_dump(), **(overrides or {})})
+    run.acquire_lock()
+    try:
+        result = evaluate_robustness(
+            model, bundle.test, ecfg, device=dev, batch_size=cfg.data.eval_batch_size, seed=cfg.seed,
+            amp=cfg.train.amp, state_path=run.path / "checkpoints" / "eval_state.pt",
+        )
+        doc = run.update_results(**result.to_json(), evaluate_config=ecfg.model_dump(mode="json"))
+    finally:
+        run.release_lock()
+    for flag in doc.get("flags", []):
+        log.warning("sanity flag [%s] %s — remedy: %s", flag["code"], flag["message"], flag["remedy"])
+    return doc
+
+
+def explain_run_dir(
+    run_dir: str | Path, other: str | Path | None = None, n_images: int = 8, device: str = "auto"
+) -> dict[str, str]:
+    """Grad-CAM (clean and adversarial, optionally beside a second run's model), UMAP and an
+    adversarial-example grid into ``run_dir/figures``; record them under ``results.json["figures"]``."""
+    from robustlab.explain import explain_run
+
+    run = RunDir.open(run_dir)
+    dev = resolve_device(device)
+    model, cfg, bundle = load_run_model(run, device=dev)
+    other_pair = None
+    if other is not None:
+        other_run = RunDir.open(other)
+        other_model, other_cfg, _ = load_run_model(other_run, device=dev)
+        other_pair = (other_cfg.name, other_model)
+    eps = max(cfg.evaluate.eps) if cfg.evaluate.eps else 8 / 255
+    with torch.random.fork_rng():
+        figures = explain_run(run.path, model, bundle.test, n_images=n_images, eps=eps, other=other_pair,
+                              name=cfg.name, train_dataset=bundle.train)
+    doc = run.results()
+    merged = {**doc.get("figures", {}), **figures}
+    run.update_results(figures=merged)
+    return merged
+
+
+def report_run(run_dir: str | Path) -> Path:
+    """Write ``run_dir/report.html`` from what the folder holds."""
+    from robustlab.report import build_report
+
+    return build_report(Path(run_dir))
+
+
+def compare_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = None) -> Path:
+    """One HTML report across several run folders."""
+    from robustlab.report import compare_report
+
+    for r in run_dirs:
+        RunDir.open(r)
+    return compare_report([Path(r) for r in run_dirs], Path(out), title=title)

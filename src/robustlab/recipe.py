@@ -1,0 +1,164 @@
+"""Recipes: YAML files that chain whole experiments (train → evaluate → explain → report → compare).
+
+Format::
+
+    name: demo
+    description: what it reproduces
+    base: {…experiment config shared by every run…}
+    smoke: {…overrides applied to every run under --smoke…}
+    runs:
+      - name: clean
+        config: {…overrides of base…}
+      - name: fgsm-rs
+        init_from: clean          # start from that run's best checkpoint
+        config: {defense: {name: fgsm-rs, params: {eps: 0.1}}}
+        explain_with: clean       # Grad-CAM side by side with that run
+    compare: {title: "…", runs: [clean, fgsm-rs]}
+
+Each run writes ``<out>/<run name>/``; ``compare`` writes ``<out>/compare.html``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from robustlab.config import ExperimentConfig, _Strict, load_yaml, parse_config
+from robustlab.errors import RobustlabError
+from robustlab.progress import log
+from robustlab.runs import RunDir
+
+
+class RecipeRun(_Strict):
+    """One run of a recipe."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    config: dict[str, Any] = Field(default_factory=dict)
+    init_from: str | None = None
+    evaluate: bool = True
+    explain: bool = True
+    explain_with: str | None = None
+
+
+class CompareSpec(_Strict):
+    title: str | None = None
+    runs: list[str]
+
+
+class Recipe(_Strict):
+    """A whole experiment as data."""
+
+    name: str
+    description: str = ""
+    base: dict[str, Any] = Field(default_factory=dict)
+    smoke: dict[str, Any] = Field(default_factory=dict)
+    runs: list[RecipeRun]
+    compare: CompareSpec | None = None
+    notes: str = ""
+
+    @model_validator(mode="after")
+    def _references(self) -> Recipe:
+        names = [r.name for r in self.runs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"run names must be unique, got {names}")
+        seen: set[str] = set()
+        for r in self.runs:
+            for ref in (r.init_from, r.explain_with):
+                if ref is not None and ref not in seen:
+                    raise ValueError(f"run {r.name!r} refers to {ref!r}, which is not an earlier run")
+            seen.add(r.name)
+        if self.compare:
+            missing = [n for n in self.compare.runs if n not in names]
+            if missing:
+                raise ValueError(f"compare names unknown run {missing[0]!r}")
+        return self
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``override``, recursing into nested mappings (neither is modified)."""
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe file; errors name the bad key."""
+    return parse_config(load_yaml(path), where=str(path), model=Recipe)
+
+
+def run_configs(recipe: Recipe, smoke: bool = False) -> list[tuple[RecipeRun, ExperimentConfig]]:
+    """The validated experiment config of every run (validated up front, before any training)."""
+    out = []
+    for r in recipe.runs:
+        merged = deep_merge(recipe.base, r.config)
+        if smoke:
+            merged = deep_merge(merged, recipe.smoke)
+        merged.setdefault("name", r.name)
+        merged["name"] = r.name
+        out.append((r, parse_config(merged, where=f"recipe {recipe.name}, run {r.name}")))
+    return out
+
+
+def run_recipe(
+    recipe: Recipe, out: str | Path, smoke: bool = False, resume: bool = False, overwrite: bool = False,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Run every stage of ``recipe`` into ``out``; return ``{run name: results}`` (+ ``compare`` path)."""
+    from robustlab.experiment import train_experiment, validate_names
+    from robustlab.pipeline import compare_runs, evaluate_run, explain_run_dir, report_run
+
+    out = Path(out)
+    configs = run_configs(recipe, smoke=smoke)
+    for _, cfg in configs:
+        validate_names(cfg)
+    if out.exists() and any(out.iterdir()) and not (resume or overwrite):
+        raise RobustlabError(f"output folder {out} already exists; pass --resume to continue it or --overwrite to replace it")
+    summary: dict[str, Any] = {}
+    for r, cfg in configs:
+        if device:
+            cfg = cfg.model_copy(update={"device": device})
+        if r.init_from:
+            cfg = cfg.model_copy(update={"train": cfg.train.model_copy(
+                update={"init_from": str(RunDir(out / r.init_from).checkpoint("best"))})})
+        run_path = out / r.name
+        done = (run_path / "results.json").exists() and "clean_accuracy" in RunDir(run_path).results()
+        if resume and done and (run_path / "report.html").exists():
+            log.info("recipe %s: run %s already complete, skipping", recipe.name, r.name)
+            summary[r.name] = RunDir(run_path).results()
+            continue
+        log.info("recipe %s: run %s", recipe.name, r.name)
+        run_resume = resume and run_path.exists() and any(run_path.iterdir())
+        train_experiment(cfg, run_path, resume=run_resume, overwrite=overwrite and not run_resume, smoke=smoke)
+        if r.evaluate:
+            evaluate_run(run_path, device=cfg.device)
+        if r.explain:
+            explain_run_dir(run_path, other=out / r.explain_with if r.explain_with else None, device=cfg.device)
+        report_run(run_path)
+        summary[r.name] = RunDir(run_path).results()
+    if recipe.compare:
+        summary["compare"] = str(compare_runs([out / n for n in recipe.compare.runs], out / "compare.html",
+                                              title=recipe.compare.title or recipe.name))
+    return summary
+
+
+def demo_recipe(dataset: str = "fashion-mnist") -> Recipe:
+    """The built-in demo recipe (``robustlab demo``), on ``fashion-mnist`` or ``digits``."""
+    from importlib.resources import files
+
+    text = files("robustlab.builtin").joinpath("demo.yaml").read_text(encoding="utf-8")
+    import yaml
+
+    raw = yaml.safe_load(text)
+    if dataset not in ("fashion-mnist", "digits"):
+        raise RobustlabError(f"the demo runs on fashion-mnist or digits, got {dataset!r}")
+    if dataset == "digits":
+        raw["base"]["data"].update({"dataset": "digits", "test_subset": None, "batch_size": 64})
+        raw["base"]["train"]["epochs"] = 15
+    return parse_config(raw, where="demo recipe", model=Recipe)
