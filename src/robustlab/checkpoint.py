@@ -62,7 +62,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(outer, dict) or outer.get("format") != FORMAT:
         raise RobustlabError(f"{path} is not a robustlab checkpoint (no '{FORMAT}' header)")
     if outer.get("version") != VERSION:
-        raise RobustlabError(f"checkpoint {path} has format version {outer.get('version')}; this robustlab reads {VERSION}")
+        raise RobustlabError(
+            f"checkpoint {path} has format version {outer.get('version')}; this robustlab reads {VERSION}"
+        )
     payload = outer.get("payload")
     if not isinstance(payload, torch.Tensor) or payload.dtype != torch.uint8:
         raise RobustlabError(f"checkpoint {path} is corrupt (payload missing)")

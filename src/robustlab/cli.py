@@ -14,6 +14,10 @@ from typing import Annotated, Any
 import click
 import typer
 
+from robustlab import __version__
+from robustlab.errors import RobustlabError
+from robustlab.progress import set_quiet, setup_logging
+
 try:  # typer >= 0.20 vendors its own copy of click
     from typer._click import exceptions as _typer_click
 except ImportError:  # pragma: no cover - older typer uses click itself
@@ -21,10 +25,6 @@ except ImportError:  # pragma: no cover - older typer uses click itself
 
 _USAGE_ERRORS = (click.exceptions.UsageError, _typer_click.UsageError)
 _ABORTS = (click.exceptions.Abort, getattr(typer, "Abort", click.exceptions.Abort))
-
-from robustlab import __version__
-from robustlab.errors import RobustlabError
-from robustlab.progress import set_quiet, setup_logging
 
 app = typer.Typer(
     name="robustlab",
@@ -85,7 +85,9 @@ def _common(quiet: bool) -> None:
 # ---------------------------------------------------------------------------------------------
 @app.command()
 def datasets(
-    data_root: Annotated[Path | None, typer.Option(help="Where datasets live (default $ROBUSTLAB_DATA or ./data).")] = None,
+    data_root: Annotated[
+        Path | None, typer.Option(help="Where datasets live (default $ROBUSTLAB_DATA or ./data).")
+    ] = None,
     debug: Debug = False,
 ) -> None:
     """List datasets: classes, image shape, sizes, and whether each is available offline now."""
@@ -406,11 +408,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # a bug: one line unless --debug
         if debug:
             raise
-        typer.echo(
-            f"robustlab: internal error: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''} "
-            "(rerun with --debug for the traceback)",
-            err=True,
-        )
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        typer.echo(f"robustlab: internal error: {type(e).__name__}: {first} (rerun with --debug for the traceback)",
+                   err=True)
         sys.exit(1)
     if isinstance(code, int) and code:
         sys.exit(code)

@@ -114,7 +114,7 @@ class ExperimentConfig(_Strict):
     name: str = "run"
     seed: int = 0
     device: str = "auto"
-    task: Literal["classification"] = "classification"
+    task: str = Field("classification", description="task family: classification, vae, cvae, vqvae, ...")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)

@@ -27,6 +27,7 @@ from robustlab.models import ImageClassifier, build_model, load_pretrained
 from robustlab.progress import log
 from robustlab.runs import RunDir
 from robustlab.tasks import ClassificationTask
+from robustlab.tasks.registry import TaskFamily, get_task_family, register_task_family
 from robustlab.training import Trainer
 from robustlab.training import distributed as D
 from robustlab.training.seeding import resolve_device, seed_everything
@@ -101,7 +102,14 @@ def build_model_for(cfg: ExperimentConfig, info: DatasetInfo) -> ImageClassifier
 
 
 def make_task(cfg: ExperimentConfig, info: DatasetInfo) -> ClassificationTask:
+    """The classification task: cross-entropy with the config's label smoothing, accuracy."""
     return ClassificationTask(info.num_classes, label_smoothing=cfg.train.label_smoothing)
+
+
+register_task_family(TaskFamily(
+    "classification", build_model=build_model_for, build_task=make_task,
+    description="image classification (cross-entropy, accuracy); the robustness audit applies",
+))
 
 
 def _loaders(cfg: ExperimentConfig, bundle: DataBundle):
@@ -117,6 +125,10 @@ def _loaders(cfg: ExperimentConfig, bundle: DataBundle):
         vs = DistributedSampler(bundle.val, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
         val = rdata.make_loader(bundle.val, d.eval_batch_size, sampler=vs)
     return train, val
+
+
+def _eval_loader(cfg: ExperimentConfig, dataset: rdata.ImageDataset):
+    return rdata.make_loader(dataset, cfg.data.eval_batch_size)
 
 
 @torch.no_grad()
@@ -145,7 +157,8 @@ def train_experiment(
     try:
         seed_everything(cfg.seed)
         bundle = prepare_data(cfg, smoke=smoke)
-        model = build_model_for(cfg, bundle.info)
+        family = get_task_family(cfg.task)
+        model = family.build_model(cfg, bundle.info)
         if cfg.train.init_from:
             load_pretrained(model, cfg.train.init_from)
         defense = build_defense(cfg.defense.name, **cfg.defense.params)
@@ -154,7 +167,8 @@ def train_experiment(
         if D.is_main():
             run.write_config(resolved)
         train_loader, val_loader = _loaders(cfg, bundle)
-        trainer = Trainer(model, make_task(cfg, bundle.info), cfg.train, train_loader, val_loader,
+        task = family.build_task(cfg, bundle.info)
+        trainer = Trainer(model, task, cfg.train, train_loader, val_loader,
                           run=run, defense=defense, device=device, config_snapshot=resolved)
         t0 = time.perf_counter()
         fit = trainer.fit(resume=resume)
@@ -162,13 +176,16 @@ def train_experiment(
             best = run.checkpoint("best")
             if best.exists():
                 model.load_state_dict(load_checkpoint(best)["model"])
-            test_acc = accuracy(model, bundle.test, cfg.data.eval_batch_size, trainer.device)
+            test_metrics = {f"test_{k}": v for k, v in trainer.validate(_eval_loader(cfg, bundle.test)).items()}
+            if "test_accuracy" in test_metrics:
+                test_metrics["clean_accuracy"] = test_metrics.pop("test_accuracy")
             run.update_results(
                 name=cfg.name,
+                task=cfg.task,
                 dataset=bundle.info.name,
                 model=cfg.model.name,
                 defense=defense.describe(),
-                clean_accuracy=test_acc,
+                **test_metrics,
                 test_size=len(bundle.test),
                 training={
                     "epochs_run": len(fit.history), "best_epoch": fit.best_epoch,
@@ -176,7 +193,8 @@ def train_experiment(
                     "seconds": round(time.perf_counter() - t0, 2),
                 },
             )
-            log.info("%s: test accuracy %.4f (best epoch %s)", cfg.name, test_acc, fit.best_epoch)
+            log.info("%s: test %s (best epoch %s)", cfg.name,
+                     ", ".join(f"{k}={v:.4f}" for k, v in test_metrics.items()), fit.best_epoch)
     finally:
         run.release_lock()
     return run
@@ -198,7 +216,7 @@ def load_run_model(run: RunDir, which: str = "best", device: torch.device | None
     cfg, smoke = load_run_config(run)
     bundle = prepare_data(cfg, smoke=smoke)
     cfg_model = cfg.model.model_copy(update={"pretrained": None})
-    model = build_model_for(cfg.model_copy(update={"model": cfg_model}), bundle.info)
+    model = get_task_family(cfg.task).build_model(cfg.model_copy(update={"model": cfg_model}), bundle.info)
     path = run.checkpoint(which)
     if not path.exists():
         path = run.checkpoint("last")
@@ -206,7 +224,8 @@ def load_run_model(run: RunDir, which: str = "best", device: torch.device | None
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
-        raise RobustlabError(f"checkpoint {path} does not fit model {cfg.model.name}: {str(e).splitlines()[0][:200]}") from None
+        first = str(e).splitlines()[0][:200]
+        raise RobustlabError(f"checkpoint {path} does not fit model {cfg.model.name}: {first}") from None
     model.to(device or torch.device("cpu")).eval()
     return model, cfg, bundle
 
@@ -224,6 +243,9 @@ def validate_names(cfg: ExperimentConfig) -> None:
     from robustlab.models.registry import _BUILDERS
 
     rdata.dataset_info(cfg.data.dataset)
+    get_task_family(cfg.task)
+    if cfg.task != "classification":
+        return
     if cfg.model.name not in _BUILDERS:
         raise choice_error("model", cfg.model.name, _BUILDERS)
     if cfg.defense.name not in DEFENSES:

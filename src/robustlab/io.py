@@ -3,6 +3,7 @@ disk, and is renamed into place, so a reader never sees a half-written file."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -52,10 +53,8 @@ def atomic_write(path: str | Path, writer: Callable[[BinaryIO], None]) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     _fsync_dir(path.parent)
     return path

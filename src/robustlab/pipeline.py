@@ -15,6 +15,7 @@ from robustlab.config import EvalConfig
 from robustlab.experiment import load_run_model
 from robustlab.progress import log
 from robustlab.runs import RunDir
+from robustlab.tasks.registry import get_task_family
 from robustlab.training.seeding import resolve_device
 
 
@@ -22,10 +23,13 @@ def evaluate_run(run_dir: str | Path, overrides: dict[str, Any] | None = None, d
     """Run the robustness audit of ``run_dir`` (its config's ``evaluate`` section, updated by
     ``overrides``) and merge the numbers into its ``results.json``; return the whole document."""
     run = RunDir.open(run_dir)
-    from robustlab.evaluation import evaluate_robustness
-
     dev = resolve_device(device)
     model, cfg, bundle = load_run_model(run, device=dev)
+    family = get_task_family(cfg.task)
+    if family.evaluate is not None:
+        return run.update_results(**family.evaluate(run, model, cfg, bundle, dev))
+    from robustlab.evaluation import evaluate_robustness
+
     ecfg = EvalConfig.model_validate({**cfg.evaluate.model_dump(), **(overrides or {})})
     run.acquire_lock()
     try:
@@ -46,11 +50,16 @@ def explain_run_dir(
 ) -> dict[str, str]:
     """Grad-CAM (clean and adversarial, optionally beside a second run's model), UMAP and an
     adversarial-example grid into ``run_dir/figures``; record them under ``results.json["figures"]``."""
-    from robustlab.explain import explain_run
-
     run = RunDir.open(run_dir)
     dev = resolve_device(device)
     model, cfg, bundle = load_run_model(run, device=dev)
+    family = get_task_family(cfg.task)
+    if family.explain is not None:
+        figures = family.explain(run, model, cfg, bundle, dev)
+        run.update_results(figures={**run.results().get("figures", {}), **figures})
+        return figures
+    from robustlab.explain import explain_run
+
     other_pair = None
     if other is not None:
         other_run = RunDir.open(other)

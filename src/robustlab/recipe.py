@@ -119,7 +119,9 @@ def run_recipe(
     for _, cfg in configs:
         validate_names(cfg)
     if out.exists() and any(out.iterdir()) and not (resume or overwrite):
-        raise RobustlabError(f"output folder {out} already exists; pass --resume to continue it or --overwrite to replace it")
+        raise RobustlabError(
+            f"output folder {out} already exists; pass --resume to continue it or --overwrite to replace it"
+        )
     summary: dict[str, Any] = {}
     for r, cfg in configs:
         if device:

@@ -84,7 +84,9 @@ class RunDir:
         if run.path.exists() and not run.path.is_dir():
             raise RobustlabError(f"{run.path} exists and is not a folder")
         if exists and not (resume or overwrite):
-            raise RobustlabError(f"run folder {run.path} already exists; pass --resume to continue it or --overwrite to replace it")
+            raise RobustlabError(
+                f"run folder {run.path} already exists; pass --resume to continue it or --overwrite to replace it"
+            )
         if resume and not exists:
             raise RobustlabError(f"cannot --resume: {run.path} holds no run")
         run.path.mkdir(parents=True, exist_ok=True)
@@ -127,7 +129,9 @@ class RunDir:
                 if holder == me:
                     self._locked = True
                     return
-                raise RobustlabError(f"run folder {self.path} is in use by process {holder or '?'} (lock file {lock})") from None
+                raise RobustlabError(
+                    f"run folder {self.path} is in use by process {holder or '?'} (lock file {lock})"
+                ) from None
             with os.fdopen(fd, "w") as f:
                 f.write(me)
             self._locked = True

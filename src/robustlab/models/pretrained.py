@@ -45,7 +45,8 @@ def load_pretrained(model: ImageClassifier, path: str | Path) -> list[str]:
     missing = [k for k in own if k.startswith("backbone.") and k not in mapped and "num_batches_tracked" not in k]
     if missing:
         raise RobustlabError(
-            f"pretrained weights {path} lack {len(missing)} backbone tensors of model {model.arch} (first: {missing[0]})"
+            f"pretrained weights {path} lack {len(missing)} backbone tensors of model {model.arch} "
+            f"(first: {missing[0]})"
         )
     with torch.no_grad():
         model.load_state_dict(mapped, strict=False)

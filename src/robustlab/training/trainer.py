@@ -22,7 +22,7 @@ from robustlab.checkpoint import load_checkpoint, save_checkpoint
 from robustlab.config import TrainConfig
 from robustlab.defenses.base import Defense
 from robustlab.errors import RobustlabError
-from robustlab.progress import bar, log
+from robustlab.progress import bar, bars_enabled, log
 from robustlab.runs import RunDir
 from robustlab.tasks.base import Task
 from robustlab.training import distributed as D
@@ -141,6 +141,7 @@ class Trainer:
         if hasattr(batch_sampler, "set_epoch"):
             batch_sampler.set_epoch(epoch)
         sums: dict[str, torch.Tensor] = {}
+        show = bars_enabled()
         pbar = bar(self.train_loader, desc=f"epoch {epoch}/{self.cfg.epochs}", total=len(self.train_loader))
         for i, batch in enumerate(pbar):
             self._train_mode()
@@ -152,9 +153,9 @@ class Trainer:
             self.schedule.step_batch()
             for k, v in self.task.batch_metrics(out).items():
                 sums[k] = sums[k] + v if k in sums else v
-            if i % 10 == 0:
-                n = max(sums["count"].item(), 1.0)
-                pbar.set_postfix(loss=f"{sums['loss'].item() / n:.3f}", acc=f"{sums.get('correct', torch.tensor(0.0)).item() / n:.3f}")
+            if i % 10 == 0 and show:  # .item() syncs the GPU: only when a bar is drawn
+                shown = self.task.summarize({k: v.item() for k, v in sums.items()})
+                pbar.set_postfix({k: f"{v:.3f}" for k, v in list(shown.items())[:3]})
         pbar.close()
         return {f"train_{k}": v for k, v in self.task.summarize(D.all_reduce_sums(sums)).items()}
 
@@ -249,7 +250,9 @@ class Trainer:
             monitor = self.cfg.monitor if self.cfg.monitor in record else f"train_{self.task.monitor}"
             value = record.get(monitor)
             if value is None or (isinstance(value, float) and math.isnan(value)):
-                raise RobustlabError(f"monitor metric {self.cfg.monitor!r} is not produced; available: {', '.join(record)}")
+                raise RobustlabError(
+                    f"monitor metric {self.cfg.monitor!r} is not produced; available: {', '.join(record)}"
+                )
             self.schedule.step_epoch(value)
             improved = self._improved(value)
             if improved:
