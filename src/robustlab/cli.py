@@ -23,6 +23,7 @@ try:  # typer >= 0.20 vendors its own copy of click
 except ImportError:  # pragma: no cover - older typer uses click itself
     _typer_click = click.exceptions
 
+_ARGS: list[str] = []  # the arguments of this invocation (for relaunching under torchrun)
 _USAGE_ERRORS = (click.exceptions.UsageError, _typer_click.UsageError)
 _ABORTS = (click.exceptions.Abort, getattr(typer, "Abort", click.exceptions.Abort))
 
@@ -188,14 +189,17 @@ def train(
     amp: Annotated[str | None, typer.Option(help="Mixed precision: none, bf16, fp16.")] = None,
     evaluate: Annotated[bool, typer.Option("--evaluate", help="Run the robustness evaluation afterwards.")] = False,
     smoke: Annotated[bool, typer.Option("--smoke", help="Fabricated data of the same shape; seconds.")] = False,
+    nproc: Annotated[int, typer.Option(help="Processes: relaunch under torchrun with N ranks (DDP).")] = 1,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
     """Train a model into a run folder (config.yaml, metrics.jsonl, checkpoints/, results.json, report.html)."""
     from robustlab.experiment import train_experiment
     from robustlab.pipeline import evaluate_run, report_run
+    from robustlab.training import distributed as D
 
     _common(quiet)
+    _maybe_relaunch(nproc)
     eps_values = _csv_floats(eps, "--eps")
     flags: dict[str, Any] = {
         "data.dataset": dataset, "model.name": model, "train.epochs": epochs, "seed": seed,
@@ -212,11 +216,38 @@ def train(
     cfg = _build_config(config, set_, flags)
     run_path = out or Path("runs") / cfg.name
     run = train_experiment(cfg, run_path, resume=resume, overwrite=overwrite, smoke=smoke)
+    if not D.is_main():
+        return
     if evaluate:
         evaluate_run(run.path, device=cfg.device)
     report = report_run(run.path)
     res = run.results()
     typer.echo(f"{run.path}: test accuracy {res.get('clean_accuracy', float('nan')):.4f}; report {report}")
+
+
+def _maybe_relaunch(nproc: int) -> None:
+    """With ``--nproc N`` (N > 1) outside torchrun, rerun this very command under torchrun."""
+    import os
+    import subprocess
+
+    if nproc < 1:
+        raise RobustlabError(f"--nproc must be >= 1, got {nproc}")
+    if nproc == 1 or "WORLD_SIZE" in os.environ:
+        return
+    from robustlab.training.distributed import torchrun_command
+
+    argv, skip = [], False
+    for a in _ARGS:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        argv.append(a)
+    raise typer.Exit(subprocess.call(torchrun_command(nproc, argv)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,6 +412,7 @@ def demo(
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI; bad input → one line on stderr and exit code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
+    _ARGS[:] = args
     debug = "--debug" in args
     try:
         code = app(args=args, prog_name="robustlab", standalone_mode=False)

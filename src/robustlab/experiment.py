@@ -120,15 +120,15 @@ def _loaders(cfg: ExperimentConfig, bundle: DataBundle):
     world, rank = D.world_size(), D.rank()
     sampler = DistributedSampler(bundle.train, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
     train = rdata.make_loader(bundle.train, d.batch_size, sampler=sampler, seed=cfg.seed, num_workers=d.num_workers)
-    val = None
-    if bundle.val is not None:
-        vs = DistributedSampler(bundle.val, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
-        val = rdata.make_loader(bundle.val, d.eval_batch_size, sampler=vs)
+    val = _eval_loader(cfg, bundle.val) if bundle.val is not None else None
     return train, val
 
 
 def _eval_loader(cfg: ExperimentConfig, dataset: rdata.ImageDataset):
-    return rdata.make_loader(dataset, cfg.data.eval_batch_size)
+    """Evaluation batches; under DDP each rank takes a disjoint shard (no padding), so metric sums
+    reduced over ranks equal a single process's exactly."""
+    sampler = D.ShardSampler(len(dataset)) if D.is_distributed() else None
+    return rdata.make_loader(dataset, cfg.data.eval_batch_size, sampler=sampler)
 
 
 @torch.no_grad()
@@ -172,13 +172,13 @@ def train_experiment(
                           run=run, defense=defense, device=device, config_snapshot=resolved)
         t0 = time.perf_counter()
         fit = trainer.fit(resume=resume)
+        best = run.checkpoint("best")
+        if best.exists():
+            model.load_state_dict(load_checkpoint(best)["model"])
+        test_metrics = {f"test_{k}": v for k, v in trainer.validate(_eval_loader(cfg, bundle.test)).items()}
+        if "test_accuracy" in test_metrics:
+            test_metrics["clean_accuracy"] = test_metrics.pop("test_accuracy")
         if D.is_main():
-            best = run.checkpoint("best")
-            if best.exists():
-                model.load_state_dict(load_checkpoint(best)["model"])
-            test_metrics = {f"test_{k}": v for k, v in trainer.validate(_eval_loader(cfg, bundle.test)).items()}
-            if "test_accuracy" in test_metrics:
-                test_metrics["clean_accuracy"] = test_metrics.pop("test_accuracy")
             run.update_results(
                 name=cfg.name,
                 task=cfg.task,
@@ -197,6 +197,7 @@ def train_experiment(
                      ", ".join(f"{k}={v:.4f}" for k, v in test_metrics.items()), fit.best_epoch)
     finally:
         run.release_lock()
+    D.barrier()
     return run
 
 

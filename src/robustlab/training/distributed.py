@@ -63,3 +63,27 @@ def all_reduce_sums(sums: dict[str, torch.Tensor]) -> dict[str, float]:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+class ShardSampler(torch.utils.data.Sampler[int]):
+    """Indices ``rank, rank + world, rank + 2·world, …`` of ``range(n)``: every sample on exactly one
+    rank, no padding, no duplicates — so summed metrics over ranks equal a single process's exactly."""
+
+    def __init__(self, n: int, rank_: int | None = None, world: int | None = None) -> None:
+        self.n = n
+        self.rank = rank() if rank_ is None else rank_
+        self.world = world_size() if world is None else world
+
+    def __iter__(self):
+        return iter(range(self.rank, self.n, self.world))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.world))
+
+
+def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
+    """The command that relaunches ``python -m robustlab <argv>`` under torchrun with ``nproc`` ranks."""
+    import sys
+
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            "-m", "robustlab", *argv]
