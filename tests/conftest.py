@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
 
 os.environ.setdefault("ROBUSTLAB_QUIET", "1")
+# UMAP's numba functions compile once per machine instead of once per test process
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".numba_cache"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(1)
 

@@ -292,7 +292,8 @@ def evaluate_cmd(
             from robustlab.errors import choice_error
 
             for a in overrides["attacks"]:
-                if a not in ATTACKS:
+                key = a.lower().replace("_", "-")
+                if key not in ATTACKS and not key.startswith("torchattacks:"):
                     raise choice_error("attack", a, ATTACKS)
     doc = evaluate_run(run_dir, overrides, device=device)
     report_run(run_dir)

@@ -88,6 +88,9 @@ class EvalConfig(_Strict):
     restarts: int = Field(1, ge=1)
     noise_sigma: list[float] = Field(default_factory=list)
     n_samples: int | None = Field(None, ge=1, description="evaluate on the first n test images")
+    cross_domain: list[str] = Field(
+        default_factory=list, description="also test on these datasets, adapted to the model's input shape"
+    )
     early_exit: bool = True
     sanity: bool = True
     attack_params: dict[str, dict[str, Any]] = Field(default_factory=dict)

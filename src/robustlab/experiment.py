@@ -46,11 +46,9 @@ class DataBundle:
 
 
 def fabricated_dataset(info: DatasetInfo, n: int, seed: int, split: str) -> rdata.ImageDataset:
-    """Random images of ``info``'s shape with labels cycling over its classes (for ``--smoke``)."""
-    g = torch.Generator().manual_seed(seed + (0 if split == "train" else 1))
-    images = torch.randint(0, 256, (n, *info.shape), generator=g, dtype=torch.uint8)
-    labels = torch.arange(n) % info.num_classes
-    return rdata.TensorImageDataset(images, labels, dataclasses.replace(info, description="fabricated (--smoke)"))
+    """``n`` learnable fake images of ``info``'s shape and classes (for ``--smoke``); train and test
+    differ by seed but share the class templates' generator seed, so a model can learn something."""
+    return rdata.fabricate(info, n=n, seed=seed + (0 if split == "train" else 1))
 
 
 def prepare_data(cfg: ExperimentConfig, smoke: bool = False) -> DataBundle:
@@ -62,7 +60,7 @@ def prepare_data(cfg: ExperimentConfig, smoke: bool = False) -> DataBundle:
     d = cfg.data
     info = rdata.dataset_info(d.dataset)
     if smoke:
-        if d.image_size and d.image_size > 64:
+        if max(info.image_size) > 64:
             info = dataclasses.replace(info, image_size=(64, 64))  # keep smoke runs tiny
         train = fabricated_dataset(info, SMOKE_SIZES["train"], cfg.seed, "train")
         test = fabricated_dataset(info, SMOKE_SIZES["test"], cfg.seed, "test")
@@ -257,5 +255,8 @@ def validate_names(cfg: ExperimentConfig) -> None:
     except ImportError:  # attack engine not installed in this build
         return
     for name in cfg.evaluate.attacks:
-        if name not in ATTACKS:
+        key = name.strip().lower().replace("_", "-")
+        if key not in ATTACKS and not key.startswith("torchattacks:"):
             raise choice_error("attack", name, ATTACKS)
+    for name in cfg.evaluate.cross_domain:
+        rdata.dataset_info(name)

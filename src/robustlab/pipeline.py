@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 from robustlab.config import EvalConfig
-from robustlab.experiment import load_run_model
+from robustlab.errors import RobustlabError
+from robustlab.experiment import load_run_config, load_run_model
 from robustlab.progress import log
 from robustlab.runs import RunDir
 from robustlab.tasks.registry import get_task_family
@@ -25,6 +26,7 @@ def evaluate_run(run_dir: str | Path, overrides: dict[str, Any] | None = None, d
     run = RunDir.open(run_dir)
     dev = resolve_device(device)
     model, cfg, bundle = load_run_model(run, device=dev)
+    smoke = load_run_config(run)[1]
     family = get_task_family(cfg.task)
     if family.evaluate is not None:
         return run.update_results(**family.evaluate(run, model, cfg, bundle, dev))
@@ -37,12 +39,45 @@ def evaluate_run(run_dir: str | Path, overrides: dict[str, Any] | None = None, d
             model, bundle.test, ecfg, device=dev, batch_size=cfg.data.eval_batch_size, seed=cfg.seed,
             amp=cfg.train.amp, state_path=run.path / "checkpoints" / "eval_state.pt",
         )
-        doc = run.update_results(**result.to_json(), evaluate_config=ecfg.model_dump(mode="json"))
+        sections = result.to_json()
+        if ecfg.cross_domain:
+            sections["cross_domain"] = cross_domain_accuracy(model, cfg, bundle, ecfg.cross_domain, dev, smoke)
+        doc = run.update_results(**sections, evaluate_config=ecfg.model_dump(mode="json"))
     finally:
         run.release_lock()
     for flag in doc.get("flags", []):
         log.warning("sanity flag [%s] %s — remedy: %s", flag["code"], flag["message"], flag["remedy"])
     return doc
+
+
+def cross_domain_accuracy(
+    model: torch.nn.Module, cfg, bundle, names: list[str], device: torch.device, smoke: bool = False
+) -> list[dict[str, Any]]:
+    """Test accuracy of ``model`` on other datasets' test splits, converted to the model's input
+    (channels by repetition or luminance, size by bilinear resizing); the source dataset first."""
+    from robustlab import data as rdata
+    from robustlab.experiment import accuracy, fabricated_dataset
+
+    c, h, _ = bundle.info.shape
+    rows = [{"dataset": bundle.info.name, "accuracy": accuracy(model, bundle.test, cfg.data.eval_batch_size, device),
+             "role": "source"}]
+    for name in names:
+        info = rdata.dataset_info(name)
+        if info.num_classes != bundle.info.num_classes:
+            raise RobustlabError(
+                f"cross-domain dataset {name} has {info.num_classes} classes, the model {bundle.info.num_classes}"
+            )
+        if smoke:
+            test = fabricated_dataset(info, 64, cfg.seed, "test")
+        else:
+            root = Path(cfg.data.root) if cfg.data.root else None
+            test = rdata.load_dataset(name, "test", root=root, download=cfg.data.download)
+            if cfg.data.test_subset:
+                test = rdata.subset(test, cfg.data.test_subset, seed=cfg.seed)
+        test = rdata.adapt(test, c, (h, h))
+        rows.append({"dataset": name, "accuracy": accuracy(model, test, cfg.data.eval_batch_size, device),
+                     "role": "target"})
+    return rows
 
 
 def explain_run_dir(
@@ -67,8 +102,11 @@ def explain_run_dir(
         other_pair = (other_cfg.name, other_model)
     eps = max(cfg.evaluate.eps) if cfg.evaluate.eps else 8 / 255
     with torch.random.fork_rng():
-        figures = explain_run(run.path, model, bundle.test, n_images=n_images, eps=eps, other=other_pair,
-                              name=cfg.name, train_dataset=bundle.train)
+        figures = explain_run(
+            run.path, model, bundle.test, n_images=n_images, eps=eps, other=other_pair, name=cfg.name,
+            train_dataset=bundle.train,
+            attack_params={"steps": cfg.evaluate.steps, "alpha": cfg.evaluate.alpha_ratio * eps},
+        )
     doc = run.results()
     merged = {**doc.get("figures", {}), **figures}
     run.update_results(figures=merged)

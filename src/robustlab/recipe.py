@@ -9,6 +9,7 @@ Format::
     runs:
       - name: clean
         config: {…overrides of base…}
+        smoke: {…this run's own --smoke overrides (e.g. a smaller model variant)…}
       - name: fgsm-rs
         init_from: clean          # start from that run's best checkpoint
         config: {defense: {name: fgsm-rs, params: {eps: 0.1}}}
@@ -21,6 +22,7 @@ Each run writes ``<out>/<run name>/``; ``compare`` writes ``<out>/compare.html``
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ class RecipeRun(_Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     config: dict[str, Any] = Field(default_factory=dict)
+    smoke: dict[str, Any] = Field(default_factory=dict, description="this run's own --smoke overrides")
     init_from: str | None = None
     evaluate: bool = True
     explain: bool = True
@@ -88,9 +91,21 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
+def expand_env(value: Any) -> Any:
+    """Replace ``${VAR}`` in every string of a nested structure with the environment's value
+    (e.g. ``pretrained: ${ROBUSTLAB_VIT_B16}``); unset variables are left as written."""
+    if isinstance(value, str):
+        return os.path.expandvars(value)
+    if isinstance(value, dict):
+        return {k: expand_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v) for v in value]
+    return value
+
+
 def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a recipe file; errors name the bad key."""
-    return parse_config(load_yaml(path), where=str(path), model=Recipe)
+    """Read and validate a recipe file (``${VAR}`` expanded from the environment); errors name the bad key."""
+    return parse_config(expand_env(load_yaml(path)), where=str(path), model=Recipe)
 
 
 def run_configs(recipe: Recipe, smoke: bool = False) -> list[tuple[RecipeRun, ExperimentConfig]]:
@@ -99,7 +114,7 @@ def run_configs(recipe: Recipe, smoke: bool = False) -> list[tuple[RecipeRun, Ex
     for r in recipe.runs:
         merged = deep_merge(recipe.base, r.config)
         if smoke:
-            merged = deep_merge(merged, recipe.smoke)
+            merged = deep_merge(deep_merge(merged, recipe.smoke), r.smoke)
         merged.setdefault("name", r.name)
         merged["name"] = r.name
         out.append((r, parse_config(merged, where=f"recipe {recipe.name}, run {r.name}")))

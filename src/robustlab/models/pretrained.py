@@ -28,9 +28,11 @@ def load_pretrained(model: ImageClassifier, path: str | Path) -> list[str]:
         mapped = dict(state)
     else:
         mapped = {f"backbone.{k}": v for k, v in state.items() if not k.startswith(_HEAD_KEYS)}
+    # the model keeps its own input normalization (that of the data it is trained on now)
+    mapped = {k: v for k, v in mapped.items() if not k.startswith("normalize.")}
     for key, value in list(mapped.items()):
         if key not in own:
-            if key.startswith(("head.", "normalize.")):
+            if key.startswith("head."):
                 mapped.pop(key)
                 continue
             raise RobustlabError(f"pretrained weights {path}: unexpected key {key!r} for model {model.arch}")
