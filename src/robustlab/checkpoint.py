@@ -100,3 +100,25 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise RobustlabError(f"weights file {path} does not hold a state dict of tensors")
     return obj
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Load ``state`` into ``model`` exactly; on a mismatch raise one line naming the first
+    differing tensor (shape, missing or unexpected key) and the architecture it came from."""
+    own = model.state_dict()
+    arch = getattr(model, "arch", "") or type(model).__name__
+    for key, value in state.items():
+        if key in own and own[key].shape != value.shape:
+            raise RobustlabError(
+                f"checkpoint {source} does not fit model {arch}: {key} has shape {tuple(value.shape)}, "
+                f"the model expects {tuple(own[key].shape)} (another architecture, width or number of classes?)"
+            )
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        what = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        raise RobustlabError(
+            f"checkpoint {source} does not fit model {arch}: {len(missing)} missing and {len(unexpected)} "
+            f"unexpected tensors ({what})"
+        )
+    model.load_state_dict(state)

@@ -44,9 +44,12 @@ def _csv_floats(text: str | None, what: str) -> list[float] | None:
     if text is None:
         return None
     try:
-        return [_number(t) for t in text.split(",") if t.strip()]
-    except ValueError:
+        values = [_number(t) for t in text.split(",") if t.strip()]
+    except (ValueError, ZeroDivisionError):
         raise RobustlabError(f"{what} expects comma-separated numbers like 0.03,8/255, got {text!r}") from None
+    if any(v != v or v in (float("inf"), float("-inf")) for v in values):
+        raise RobustlabError(f"{what} expects finite numbers, got {text!r}")
+    return values
 
 
 def _number(token: str) -> float:

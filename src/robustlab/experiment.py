@@ -17,7 +17,7 @@ import torch
 from torch.utils.data.distributed import DistributedSampler
 
 from robustlab import data as rdata
-from robustlab.checkpoint import load_checkpoint
+from robustlab.checkpoint import load_checkpoint, load_model_state
 from robustlab.config import ExperimentConfig, parse_config
 from robustlab.data.spec import DatasetInfo
 from robustlab.defenses import build_defense
@@ -31,6 +31,7 @@ from robustlab.tasks.registry import TaskFamily, get_task_family, register_task_
 from robustlab.training import Trainer
 from robustlab.training import distributed as D
 from robustlab.training.seeding import resolve_device, seed_everything
+from robustlab.validation import check_labels, check_pixels
 
 SMOKE_SIZES = {"train": 96, "test": 64}
 
@@ -83,6 +84,12 @@ def prepare_data(cfg: ExperimentConfig, smoke: bool = False) -> DataBundle:
         train = train.with_transform(aug)
     c, h, w = train[0][0].shape
     info = dataclasses.replace(info, channels=c, image_size=(h, w))
+    for split, ds in (("train", train), ("validation", val), ("test", test)):
+        if ds is not None:
+            check_labels(ds.targets, info.num_classes, f"{info.name} {split} split")
+            raw = getattr(ds, "data", None)
+            if isinstance(raw, torch.Tensor):
+                check_pixels(raw, f"{info.name} {split} images")
     return DataBundle(info, train, val, test)
 
 
@@ -172,7 +179,7 @@ def train_experiment(
         fit = trainer.fit(resume=resume)
         best = run.checkpoint("best")
         if best.exists():
-            model.load_state_dict(load_checkpoint(best)["model"])
+            load_model_state(model, load_checkpoint(best)["model"], best)
         test_metrics = {f"test_{k}": v for k, v in trainer.validate(_eval_loader(cfg, bundle.test)).items()}
         if "test_accuracy" in test_metrics:
             test_metrics["clean_accuracy"] = test_metrics.pop("test_accuracy")
@@ -219,12 +226,7 @@ def load_run_model(run: RunDir, which: str = "best", device: torch.device | None
     path = run.checkpoint(which)
     if not path.exists():
         path = run.checkpoint("last")
-    state = load_checkpoint(path)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        first = str(e).splitlines()[0][:200]
-        raise RobustlabError(f"checkpoint {path} does not fit model {cfg.model.name}: {first}") from None
+    load_model_state(model, load_checkpoint(path)["model"], path)
     model.to(device or torch.device("cpu")).eval()
     return model, cfg, bundle
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from robustlab.checkpoint import load_checkpoint, save_checkpoint
+from robustlab.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from robustlab.config import TrainConfig
 from robustlab.defenses.base import Defense
 from robustlab.errors import RobustlabError
@@ -210,10 +210,7 @@ class Trainer:
                 self.run.truncate_metrics(0)
             return
         state = load_checkpoint(path)
-        try:
-            self.model.load_state_dict(state["model"])
-        except RuntimeError as e:
-            raise RobustlabError(f"checkpoint {path} does not fit this model: {str(e).splitlines()[0][:200]}") from None
+        load_model_state(self.model, state["model"], path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.scaler.load_state_dict(state["scaler"])
