@@ -88,6 +88,11 @@ class EvalConfig(_Strict):
     restarts: int = Field(1, ge=1)
     noise_sigma: list[float] = Field(default_factory=list)
     n_samples: int | None = Field(None, ge=1, description="evaluate on the first n test images")
+    per_attack: Literal["standalone", "cumulative"] = Field(
+        "standalone", description="each attack's row alone, or against it and every attack listed before it"
+    )
+    sanity_samples: int = Field(100, ge=1, description="images used by the sanity measurements")
+    n_examples: int = Field(16, ge=0, description="images whose adversarial examples are kept for figures")
     cross_domain: list[str] = Field(
         default_factory=list, description="also test on these datasets, adapted to the model's input shape"
     )

@@ -38,6 +38,7 @@ def evaluate_run(run_dir: str | Path, overrides: dict[str, Any] | None = None, d
         result = evaluate_robustness(
             model, bundle.test, ecfg, device=dev, batch_size=cfg.data.eval_batch_size, seed=cfg.seed,
             amp=cfg.train.amp, state_path=run.path / "checkpoints" / "eval_state.pt",
+            sanity_samples=ecfg.sanity_samples, n_examples=ecfg.n_examples,
         )
         sections = result.to_json()
         if ecfg.cross_domain:

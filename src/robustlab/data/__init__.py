@@ -1,0 +1,59 @@
+"""Datasets for robustlab: a registry of image classification datasets, views and loaders.
+
+Every dataset yields ``(x, y)`` with ``x`` a float32 ``C×H×W`` tensor in [0, 1] and ``y`` an int;
+:func:`make_loader` batches them as ``(float32 B×C×H×W, int64 B)``. Nothing is downloaded unless asked.
+
+Example::
+
+    from robustlab.data import load_dataset, train_val_split, make_loader, augmentation
+
+    train = load_dataset("cifar10", "train", transform=augmentation("cifar"))
+    train, val = train_val_split(train, 0.1, seed=0)
+    loader = make_loader(train, batch_size=128, shuffle=True, seed=0)
+"""
+
+from robustlab.data.base import ImageDataset
+from robustlab.data.file_dataset import FileImageDataset
+from robustlab.data.fonts import render_font_digits
+from robustlab.data.loaders import collate_pairs, make_loader
+from robustlab.data.registry import (
+    catalog,
+    dataset_info,
+    default_data_root,
+    get_spec,
+    is_available,
+    list_datasets,
+    load_dataset,
+)
+from robustlab.data.spec import DatasetInfo, DatasetSpec
+from robustlab.data.synthetic import fabricate
+from robustlab.data.tensor_dataset import TensorImageDataset
+from robustlab.data.transforms import AUGMENTATIONS, GaussianNoise, augmentation
+from robustlab.data.views import AdaptedDataset, SubsetDataset, adapt, subset, train_val_split
+
+__all__ = [
+    "AUGMENTATIONS",
+    "AdaptedDataset",
+    "DatasetInfo",
+    "DatasetSpec",
+    "FileImageDataset",
+    "GaussianNoise",
+    "ImageDataset",
+    "SubsetDataset",
+    "TensorImageDataset",
+    "adapt",
+    "augmentation",
+    "catalog",
+    "collate_pairs",
+    "dataset_info",
+    "default_data_root",
+    "fabricate",
+    "get_spec",
+    "is_available",
+    "list_datasets",
+    "load_dataset",
+    "make_loader",
+    "render_font_digits",
+    "subset",
+    "train_val_split",
+]
