@@ -84,3 +84,13 @@ def test_train_digits_one_epoch_end_to_end(tmp_path):
         capture_output=True, text=True, timeout=300,
     )
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_every_sanity_flag_is_documented():
+    from pathlib import Path
+
+    from robustlab.evaluation.flags import FLAG_DOCS
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "sanity-flags.md").read_text()
+    for code, entry in FLAG_DOCS.items():
+        assert f"`{code}`" in doc and entry["remedy"] and entry["remedy"][:40] in doc

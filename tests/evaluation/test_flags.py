@@ -99,3 +99,14 @@ def test_flag_docs_cover_every_code():
     }
     for doc in FLAG_DOCS.values():
         assert doc["severity"] in ("warning", "error") and doc["meaning"] and doc["remedy"]
+
+
+def test_report_001_table_2_would_have_been_flagged():
+    """The course report's Table 2 (ResNet clean-trained after adversarial training): clean 4.81 %,
+    FGSM 44.57 %, PGD 24.23 % at eps 8/255 — robust above clean is impossible for a sound evaluation."""
+    doc = {"clean_accuracy": 0.0481, "norm": "linf",
+           "robust": [{"attack": "fgsm", "norm": "linf", "eps": 8 / 255, "accuracy": 0.4457},
+                      {"attack": "pgd", "norm": "linf", "eps": 8 / 255, "accuracy": 0.2423}]}
+    codes = [f.code for f in run_checks(doc)]
+    assert "robust_above_clean" in codes
+    assert "pgd_weaker_than_fgsm" not in codes  # PGD below FGSM is as it should be
