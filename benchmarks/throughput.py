@@ -23,7 +23,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mdtable import machine, table, update_section  # noqa: E402
-
 from robustlab.attacks import PGD  # noqa: E402
 from robustlab.config import TrainConfig  # noqa: E402
 from robustlab.data import DatasetInfo, TensorImageDataset, make_loader  # noqa: E402
@@ -104,8 +103,8 @@ def measure(archs: list[str], batches: int, amps: list[str]) -> list[dict]:
                 clean = clean or rate
                 rows.append({"model": arch, "amp": amp, "what": f"train {strategy}", "img_s": rate,
                              "x_clean": clean / rate})
-            rows.append({"model": arch, "amp": amp, "what": "eval PGD-10", "img_s": eval_rate(arch, batches, amp, device),
-                         "x_clean": None})
+            rate = eval_rate(arch, batches, amp, device)
+            rows.append({"model": arch, "amp": amp, "what": "eval PGD-10", "img_s": rate, "x_clean": None})
     return rows
 
 

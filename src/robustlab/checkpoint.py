@@ -108,7 +108,7 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
     own = model.state_dict()
     arch = getattr(model, "arch", "") or type(model).__name__
     for key, value in state.items():
-        if key in own and own[key].shape != value.shape:
+        if key in own and isinstance(value, torch.Tensor) and own[key].shape != value.shape:
             raise RobustlabError(
                 f"checkpoint {source} does not fit model {arch}: {key} has shape {tuple(value.shape)}, "
                 f"the model expects {tuple(own[key].shape)} (another architecture, width or number of classes?)"

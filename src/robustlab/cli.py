@@ -69,8 +69,20 @@ def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
     debug: Debug = False,
     quiet: Quiet = False,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for torch (default: all cores; 1 on a busy shared machine).")
+    ] = None,
 ) -> None:
     setup_logging(logging.DEBUG if debug else logging.INFO)
+    import os
+
+    threads = threads or (int(os.environ["ROBUSTLAB_THREADS"]) if os.environ.get("ROBUSTLAB_THREADS") else None)
+    if threads is not None:
+        if threads < 1:
+            raise RobustlabError(f"--threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
     if quiet:
         set_quiet(True)
     if version:
@@ -385,7 +397,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
         if name == "compare":
             typer.echo(f"compare report: {res}")
             continue
-        parts = [f"clean {res.get('clean_accuracy', float('nan')):.4f}"]
+        if "clean_accuracy" in res:
+            parts = [f"clean {res['clean_accuracy']:.4f}"]
+        else:
+            parts = [f"{k} {v:.4f}" for k, v in res.items() if k.startswith("test_") and isinstance(v, float)]
         for row in res.get("worst_case", []):
             parts.append(f"worst-case@{row['eps']:.4g} {row['accuracy']:.4f}")
         flags = res.get("flags", [])

@@ -145,7 +145,8 @@ def run_recipe(
             cfg = cfg.model_copy(update={"train": cfg.train.model_copy(
                 update={"init_from": str(RunDir(out / r.init_from).checkpoint("best"))})})
         run_path = out / r.name
-        done = (run_path / "results.json").exists() and "clean_accuracy" in RunDir(run_path).results()
+        res = RunDir(run_path).results() if (run_path / "results.json").exists() else {}
+        done = "clean_accuracy" in res or "test_loss" in res
         if resume and done and (run_path / "report.html").exists():
             log.info("recipe %s: run %s already complete, skipping", recipe.name, r.name)
             summary[r.name] = RunDir(run_path).results()

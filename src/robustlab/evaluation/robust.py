@@ -14,12 +14,13 @@ A point is *fooled for attack k at eps e_m* when some attack ``j ≤ k`` fooled 
     C[k, m] = ¬clean_correct ∨ OR_{j ≤ k, m' ≤ m} F[j, m']
 
 This uses only adversarial examples that were computed and verified: an example found with budget
-``e_m'`` lies inside every larger ball. With ``cfg.per_attack = "standalone"`` (the default) the
-row of attack ``k`` at ``e_m`` reports that attack *on its own* (``C[k, m] = C[k, m-1] ∨ F[k, m]``: only its own smaller budgets count as
-known); with ``"cumulative"`` it reports the robust accuracy *against this attack and every attack
-listed before it* (AutoAttack's convention, ``C[k, m] = C[k-1, m] ∨ C[k, m-1] ∨ F[k, m]``), which
-lets early exit skip every point an earlier attack already fooled. Either way the worst case at
-``e_m`` is ``¬(∨_k C[k, m])``: robust only if every attack, at every budget up to ``e_m``, failed.
+``e_m'`` lies inside every larger ball. With ``cfg.per_attack = "standalone"`` (the default) the row
+of attack ``k`` at ``e_m`` reports that attack *on its own* (``C[k, m] = C[k, m-1] ∨ F[k, m]``: only
+its own smaller budgets count as known); with ``"cumulative"`` it reports the robust accuracy
+*against this attack and every attack listed before it* (AutoAttack's convention, ``C[k, m] = C[k-1,
+m] ∨ C[k, m-1] ∨ F[k, m]``), which lets early exit skip every point an earlier attack already
+fooled. Either way the worst case at ``e_m`` is ``¬(∨_k C[k, m])``: robust only if every attack, at
+every budget up to ``e_m``, failed.
 
 Early exit (``cfg.early_exit``)
 -------------------------------

@@ -223,10 +223,10 @@ class Trainer:
             self.run.truncate_metrics(int(state["epoch"]))
         log.info("resumed %s at epoch %d", run.path, self.start_epoch)
 
-    def _improved(self, value: float) -> bool:
+    def _improved(self, value: float, monitor: str) -> bool:
         if self.best_value is None:
             return True
-        higher = not self.cfg.monitor.endswith("loss")
+        higher = not monitor.endswith("loss")
         return value > self.best_value if higher else value < self.best_value
 
     # -- the loop -------------------------------------------------------------------------------------
@@ -245,13 +245,15 @@ class Trainer:
             record.update(extra)
             record["seconds"] = round(time.perf_counter() - t0, 3)
             monitor = self.cfg.monitor if self.cfg.monitor in record else f"train_{self.task.monitor}"
+            if monitor not in record and f"train_{self.cfg.monitor.removeprefix('val_')}" in record:
+                monitor = f"train_{self.cfg.monitor.removeprefix('val_')}"  # no validation split
             value = record.get(monitor)
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 raise RobustlabError(
                     f"monitor metric {self.cfg.monitor!r} is not produced; available: {', '.join(record)}"
                 )
             self.schedule.step_epoch(value)
-            improved = self._improved(value)
+            improved = self._improved(value, monitor)
             if improved:
                 self.best_value, self.best_epoch, self.bad_epochs = value, epoch, 0
             else:
