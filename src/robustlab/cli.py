@@ -227,7 +227,10 @@ def train(
     if eps_values:
         flags["evaluate.eps"] = eps_values
         if defense and defense != "none":
-            flags["defense.params.eps"] = eps_values[0]
+            from robustlab.defenses import DEFENSES, defense_params
+
+            if defense in DEFENSES and "eps" in defense_params(defense):
+                flags["defense.params.eps"] = eps_values[0]
     cfg = _build_config(config, set_, flags)
     run_path = out or Path("runs") / cfg.name
     run = train_experiment(cfg, run_path, resume=resume, overwrite=overwrite, smoke=smoke)

@@ -167,6 +167,10 @@ def train_experiment(
         if cfg.train.init_from:
             load_pretrained(model, cfg.train.init_from)
         defense = build_defense(cfg.defense.name, **cfg.defense.params)
+        preferred = getattr(defense, "preferred_monitor", None)
+        if preferred and "monitor" not in cfg.train.model_fields_set:
+            # e.g. fgsm-rs: keep the checkpoint before a catastrophic-overfitting collapse
+            cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"monitor": preferred})})
         resolved = cfg.resolved()
         resolved["smoke"] = smoke
         if D.is_main():

@@ -41,6 +41,8 @@ def evaluate_run(run_dir: str | Path, overrides: dict[str, Any] | None = None, d
             sanity_samples=ecfg.sanity_samples, n_examples=ecfg.n_examples,
         )
         sections = result.to_json()
+        if cfg.defense.name == "circle":
+            sections["knn"] = knn_sections(model, cfg, bundle, ecfg)
         if ecfg.cross_domain:
             sections["cross_domain"] = cross_domain_accuracy(model, cfg, bundle, ecfg.cross_domain, dev, smoke)
         doc = run.update_results(**sections, evaluate_config=ecfg.model_dump(mode="json"))
@@ -49,6 +51,28 @@ def evaluate_run(run_dir: str | Path, overrides: dict[str, Any] | None = None, d
     for flag in doc.get("flags", []):
         log.warning("sanity flag [%s] %s — remedy: %s", flag["code"], flag["message"], flag["remedy"])
     return doc
+
+
+def knn_sections(model: torch.nn.Module, cfg, bundle, ecfg: EvalConfig) -> list[dict[str, Any]]:
+    """k-NN (k = 5) on training embeddings of a circle-loss run, clean and under each attack at each
+    eps; the attacks are computed through the model's cross-entropy head (the kNN has no gradient)."""
+    from robustlab import data as rdata
+    from robustlab.attacks import build_attack
+    from robustlab.defenses import KNNClassifier, knn_under_attack
+
+    test = bundle.test if ecfg.n_samples is None else rdata.subset(bundle.test, min(ecfg.n_samples, len(bundle.test)))
+    knn = KNNClassifier(k=5).fit(model, bundle.train)
+    rows = []
+    for name in [a for a in ecfg.attacks if a in ("fgsm", "pgd")]:
+        for eps in ecfg.eps:
+            params = {"eps": eps, "norm": ecfg.norm}
+            if name == "pgd":
+                params.update(steps=ecfg.steps, alpha=ecfg.alpha_ratio * eps)
+            res = knn_under_attack(model, knn, test, build_attack(name, **params), batch_size=cfg.data.eval_batch_size)
+            rows.append({"attack": name, "eps": eps, "knn_clean": res["clean"], "knn_adversarial": res["adversarial"],
+                         "head_clean": res["head_clean"], "head_adversarial": res["head_adversarial"],
+                         "note": "attack computed through the cross-entropy head on the same embeddings"})
+    return rows
 
 
 def cross_domain_accuracy(

@@ -1,0 +1,157 @@
+"""Pieces shared by the defenses: argument checks, model unwrapping, attack construction, seeding.
+
+Every adversarial defense builds its inner maximiser from the attack registry
+(:func:`robustlab.attacks.build_attack`) and runs it on the *unwrapped* model (the module inside a
+DDP or ``torch.compile`` wrapper: the attack only needs input gradients, and going through DDP's
+forward without a parameter backward would leave its reducer waiting). Attacks run in eval mode and
+give every submodule its own ``training`` flag back, so a frozen backbone stays in eval mode and
+batch-norm statistics are never updated by an attack's forward passes.
+
+Random starts are drawn from a fresh seed per call taken from torch's global generator: the stream
+is fixed by the experiment's seed and is restored on ``--resume`` (the trainer checkpoints the
+global RNG state), while consecutive batches still get different starts.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustlab.defenses.base import Defense
+from robustlab.errors import RobustlabError
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def check_float(name: str, value: Any, *, min: float | None = None, min_open: bool = False,
+                max: float | None = None, max_open: bool = False) -> float:
+    """``value`` as a finite float in the given range, else a one-line :class:`RobustlabError`."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and min is not None:
+        ok = value > min if min_open else value >= min
+    if ok and max is not None:
+        ok = value < max if max_open else value <= max
+    if not ok:
+        bounds = []
+        if min is not None:
+            bounds.append(f"{'>' if min_open else '>='} {min:g}")
+        if max is not None:
+            bounds.append(f"{'<' if max_open else '<='} {max:g}")
+        rng = f" {' and '.join(bounds)}" if bounds else ""
+        raise RobustlabError(f"{name} must be a finite number{rng}, got {value!r}")
+    return float(value)
+
+
+def check_int(name: str, value: Any, *, min: int = 1) -> int:
+    """``value`` as an int ``>= min``, else a one-line :class:`RobustlabError`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < min:
+        raise RobustlabError(f"{name} must be an integer >= {min}, got {value!r}")
+    return int(value)
+
+
+def check_norm(norm: Any) -> str:
+    """``norm`` ∈ {linf, l2} (the attack package's geometries)."""
+    from robustlab.attacks.norms import geometry
+
+    return geometry(norm).name
+
+
+def resolve_eps(eps: Any, norm: str) -> float:
+    """``eps`` checked (>= 0); ``None`` gives the conventional budget (8/255 for L∞, 0.5 for L2)."""
+    if eps is None:
+        from robustlab.attacks.norms import default_eps
+
+        return default_eps(norm)
+    return check_float("eps", eps, min=0.0)
+
+
+def next_seed() -> int:
+    """A seed for one attack call, drawn from torch's global (checkpointed) generator."""
+    return int(torch.randint(0, 2**31 - 1, (1,)).item())
+
+
+def attack_class(name: str) -> type:
+    """The attack class registered as ``name`` (as :func:`robustlab.attacks.build_attack` reads it:
+    case-insensitive, ``_`` or ``-``; ``torchattacks:<Class>`` is the adapter). Unknown names raise
+    the one-line error listing the choices."""
+    from robustlab.attacks import ATTACKS, TorchattacksAttack
+    from robustlab.errors import choice_error
+
+    key = name.strip().lower().replace("_", "-") if isinstance(name, str) else name
+    if isinstance(key, str) and key.startswith("torchattacks:"):
+        return TorchattacksAttack
+    if key not in ATTACKS:
+        raise choice_error("attack", name, ATTACKS)
+    return ATTACKS[key]
+
+
+def make_attack(name: str, defaults: dict[str, Any], overrides: dict[str, Any] | None = None) -> Any:
+    """Build registry attack ``name``.
+
+    ``defaults`` (eps, norm, alpha, steps, random_start, ...) are passed only where the attack's
+    constructor accepts them (FGSM has no ``steps``); ``overrides`` (the user's ``attack_params``)
+    are passed as given, so a misspelt key is the attack registry's one-line error.
+    """
+    from robustlab.attacks import build_attack
+
+    try:
+        accepted = set(inspect.signature(attack_class(name).__init__).parameters)
+    except (TypeError, ValueError):  # pragma: no cover - exotic registry entry
+        accepted = set(defaults)
+    params = {k: v for k, v in defaults.items() if k in accepted and v is not None}
+    params.update(overrides or {})
+    return build_attack(name, **params)
+
+
+class ParamsMixin:
+    """Records the constructor arguments so :meth:`describe` can list them for config and report."""
+
+    name: str
+    _params: dict[str, Any]
+
+    def _record(self, **params: Any) -> None:
+        self._params = dict(params)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, **self._params}
+
+
+class AdversarialDefense(ParamsMixin, Defense):
+    """Base of the defenses whose inner maximiser is a registry attack (see the module docstring)."""
+
+    attack: Any = None
+    #: draw a fresh attack seed per batch (False when the user fixed ``attack_params.seed``)
+    reseed: bool = True
+
+    def _attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Any = None) -> torch.Tensor:
+        """Adversarial examples for ``(x, y)`` made on the unwrapped model in eval mode (fresh seed)."""
+        atk = attack if attack is not None else self.attack
+        if self.reseed and hasattr(atk, "seed"):
+            atk.seed = next_seed()
+        with torch.enable_grad():
+            return atk(unwrap(model), x, y).detach()
+
+
+def classification_loss(task: Any, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The task's classification loss (cross-entropy with its label smoothing), or plain mean CE."""
+    if task is not None and hasattr(task, "loss"):
+        return task.loss(logits, y)
+    return torch.nn.functional.cross_entropy(logits.float(), y)
+
+
+def accuracy_of(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Fraction of rows of ``logits`` whose argmax equals ``y`` (a detached float scalar)."""
+    return (logits.detach().argmax(1) == y).float().mean()
