@@ -126,10 +126,11 @@ def explain_run_dir(
         other_model, other_cfg, _ = load_run_model(other_run, device=dev)
         other_pair = (other_cfg.name, other_model)
     eps = max(cfg.evaluate.eps) if cfg.evaluate.eps else 8 / 255
+    smoke = load_run_config(run)[1]
     with torch.random.fork_rng():
         figures = explain_run(
-            run.path, model, bundle.test, n_images=n_images, eps=eps, other=other_pair, name=cfg.name,
-            train_dataset=bundle.train,
+            run.path, model, bundle.test, n_images=min(n_images, 4) if smoke else n_images, eps=eps,
+            other=other_pair, name=cfg.name, train_dataset=bundle.train, umap_points=96 if smoke else 1500,
             attack_params={"steps": cfg.evaluate.steps, "alpha": cfg.evaluate.alpha_ratio * eps},
         )
     doc = run.results()

@@ -33,6 +33,9 @@ from robustlab.errors import RobustlabError
 from robustlab.progress import log
 from robustlab.runs import RunDir
 
+#: applied to every run under --smoke before the recipe's own smoke section: small sanity samples
+SMOKE_DEFAULTS: dict[str, Any] = {"evaluate": {"sanity_samples": 16, "n_examples": 4}}
+
 
 class RecipeRun(_Strict):
     """One run of a recipe."""
@@ -114,7 +117,7 @@ def run_configs(recipe: Recipe, smoke: bool = False) -> list[tuple[RecipeRun, Ex
     for r in recipe.runs:
         merged = deep_merge(recipe.base, r.config)
         if smoke:
-            merged = deep_merge(deep_merge(merged, recipe.smoke), r.smoke)
+            merged = deep_merge(deep_merge(deep_merge(merged, SMOKE_DEFAULTS), recipe.smoke), r.smoke)
         merged.setdefault("name", r.name)
         merged["name"] = r.name
         out.append((r, parse_config(merged, where=f"recipe {recipe.name}, run {r.name}")))
