@@ -37,6 +37,19 @@ from robustlab.runs import RunDir
 SMOKE_DEFAULTS: dict[str, Any] = {"evaluate": {"sanity_samples": 16, "n_examples": 4}}
 
 
+def smoke_model(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Under --smoke a classifier becomes a width-8 ``small_cnn`` (same input shape and classes, same
+    batch-norm/dropout switches, no pretrained file): the smoke run checks the recipe's wiring in
+    seconds; every architecture is tested on its own in the model tests."""
+    if cfg.get("task", "classification") != "classification":
+        return cfg
+    model = dict(cfg.get("model", {}))
+    cfg = dict(cfg)
+    cfg["model"] = {"name": "small_cnn", "options": {"width": 8},
+                    **{k: model[k] for k in ("batchnorm", "dropout") if k in model}}
+    return cfg
+
+
 class RecipeRun(_Strict):
     """One run of a recipe."""
 
@@ -118,6 +131,7 @@ def run_configs(recipe: Recipe, smoke: bool = False) -> list[tuple[RecipeRun, Ex
         merged = deep_merge(recipe.base, r.config)
         if smoke:
             merged = deep_merge(deep_merge(deep_merge(merged, SMOKE_DEFAULTS), recipe.smoke), r.smoke)
+            merged = smoke_model(merged)
         merged.setdefault("name", r.name)
         merged["name"] = r.name
         out.append((r, parse_config(merged, where=f"recipe {recipe.name}, run {r.name}")))
