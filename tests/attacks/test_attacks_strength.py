@@ -84,13 +84,14 @@ def test_apgd_l2_and_dlr_are_strong(digits, digits_model) -> None:
 
 
 def test_apgd_matches_torchattacks_apgd(digits, digits_model) -> None:
-    """Same algorithm as AutoAttack's APGD (torchattacks ports it): within 1.5 points."""
+    """Same algorithm as AutoAttack's APGD (torchattacks ports it): within 2 points on 300 images
+    (both draw their own random starts; 25 steps so the step-size checkpoints matter)."""
     torchattacks = pytest.importorskip("torchattacks")
     x, y = subset(digits, 300)
-    ours = accuracy(digits_model, APGDCE(eps=0.1, steps=10)(digits_model, x, y), y)
+    ours = accuracy(digits_model, APGDCE(eps=0.1, steps=25)(digits_model, x, y), y)
     with torch.random.fork_rng():
-        theirs = accuracy(digits_model, torchattacks.APGD(digits_model, eps=0.1, steps=10)(x, y), y)
-    assert abs(ours - theirs) <= 1.5, (ours, theirs)
+        theirs = accuracy(digits_model, torchattacks.APGD(digits_model, eps=0.1, steps=25)(x, y), y)
+    assert abs(ours - theirs) <= 2.0, (ours, theirs)
 
 
 # -- strength sanity -------------------------------------------------------------------------------

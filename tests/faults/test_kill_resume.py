@@ -17,7 +17,8 @@ import torch
 from robustlab.checkpoint import load_checkpoint
 from robustlab.io import read_jsonl
 
-ARGS = ["--dataset", "digits", "--model", "small_cnn", "--epochs", "4", "--seed", "7", "--batch-size", "32",
+EPOCHS = 10
+ARGS = ["--dataset", "digits", "--model", "small_cnn", "--epochs", str(EPOCHS), "--seed", "7", "--batch-size", "32",
         "--set", "model.options.width=8", "--quiet"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "ROBUSTLAB_QUIET": "1"}
 
@@ -50,11 +51,11 @@ def test_sigkill_at_random_point_then_resume(seed, reference, tmp_path):
     deadline = time.time() + 120
     while not (out / "config.yaml").exists() and time.time() < deadline and child.poll() is None:
         time.sleep(0.05)
-    time.sleep(rng.uniform(0.0, 4.0))  # somewhere inside the 4 epochs (or during a checkpoint write)
+    time.sleep(rng.uniform(0.2, 3.0))  # somewhere inside the epochs (or during a checkpoint write)
     assert child.poll() is None, "training finished before the kill; the test would prove nothing"
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
-    assert len(read_jsonl(out / "metrics.jsonl")) < 4
+    assert len(read_jsonl(out / "metrics.jsonl")) < EPOCHS
     proc = _train(out, "--resume")
     assert proc.returncode == 0, proc.stderr
     rows, weights = _signature(out)
