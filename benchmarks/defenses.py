@@ -40,15 +40,15 @@ from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mdtable import update_section  # noqa: E402
 from robustlab.attacks import build_attack
 from robustlab.config import parse_config
 from robustlab.data import make_loader
 from robustlab.experiment import load_run_model, train_experiment
-from robustlab.io import atomic_write_text
 from robustlab.progress import log
 from robustlab.runs import RunDir
 
-BEGIN, END = "<!-- defenses:begin -->", "<!-- defenses:end -->"
 EPS = 0.1
 PGD_STEPS = 20
 
@@ -173,19 +173,6 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, total_seconds: 
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Put ``section`` between the markers in ``path`` (created if missing), keeping everything else."""
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + block + tail
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    atomic_write_text(path, text)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=5, help="training epochs (the targets say <= 5)")
@@ -227,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         for spec in specs(args):
             rows.append(run_one(spec, args, root))
     section = render(rows, args, time.perf_counter() - t0)
-    write_section(args.out, section)
+    update_section("defenses", section, args.out)
     log.info("wrote %s", args.out)
     return 0 if all(r["met"] for r in rows) or args.quick else 1
 

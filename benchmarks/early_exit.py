@@ -29,13 +29,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mdtable import update_section  # noqa: E402
 from robustlab.config import EvalConfig
 from robustlab.data import load_dataset, make_loader, subset
 from robustlab.evaluation import evaluate_robustness
-from robustlab.io import atomic_write_text
 from robustlab.models import build_model
 
-BEGIN, END = "<!-- early-exit:begin -->", "<!-- early-exit:end -->"
 EPS, STEPS, ALPHA_RATIO = 0.1, 20, 0.25
 
 
@@ -93,19 +93,6 @@ def torchattacks_eval(model: torch.nn.Module, data, batch_size: int) -> Timing:
         robust += int((ok & ok_adv).sum())
         total += y.numel()
     return time.perf_counter() - t0, time.process_time() - c0, clean / total, robust / total
-
-
-def update_markdown(path: Path, section: str) -> None:
-    """Replace the early-exit section of ``path`` (or append it), keeping everything else."""
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + block + tail
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    atomic_write_text(path, text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "Reproduce: `python benchmarks/early_exit.py" + (" --quick" if args.quick else "") + "`.",
     ]
     section = "\n".join(lines)
-    update_markdown(args.out, section)
+    update_section("early-exit", section, args.out)
     sys.stdout.write(section + "\n")
     return 0 if agree else 1
 

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustlab.attacks.base import check_int  # noqa: F401 (re-exported for the defenses)
 from robustlab.defenses.base import Defense
 from robustlab.errors import RobustlabError
 
@@ -53,13 +54,6 @@ def check_float(name: str, value: Any, *, min: float | None = None, min_open: bo
         rng = f" {' and '.join(bounds)}" if bounds else ""
         raise RobustlabError(f"{name} must be a finite number{rng}, got {value!r}")
     return float(value)
-
-
-def check_int(name: str, value: Any, *, min: int = 1) -> int:
-    """``value`` as an int ``>= min``, else a one-line :class:`RobustlabError`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < min:
-        raise RobustlabError(f"{name} must be an integer >= {min}, got {value!r}")
-    return int(value)
 
 
 def check_norm(norm: Any) -> str:
