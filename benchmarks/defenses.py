@@ -96,7 +96,12 @@ def specs(args: argparse.Namespace) -> list[Spec]:
         Spec("trades", {"eps": EPS, "steps": args.trades_steps}, e, target_pgd=0.60),
     ]
     wanted = [d.strip() for d in args.defenses.split(",") if d.strip()]
-    return [r for r in rows if r.name in wanted]
+    unknown = sorted(set(wanted) - {r.name for r in rows})
+    if unknown:
+        raise SystemExit(f"defenses.py: unknown defense(s) {', '.join(unknown)}; choose from "
+                         f"{', '.join(r.name for r in rows)}")
+    by_name = {r.name: r for r in rows}
+    return [by_name[name] for name in dict.fromkeys(wanted)]  # in the order asked for
 
 
 def evaluate(model: torch.nn.Module, dataset: Any, batch_size: int = 500) -> dict[str, float]:

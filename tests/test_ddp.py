@@ -41,3 +41,46 @@ def test_two_process_training_matches_one(tmp_path):
     # rank 0 alone wrote the folder, and test accuracy over disjoint shards equals one process's
     ra, rb = read_json(tmp_path / "single" / "results.json"), read_json(tmp_path / "ddp" / "results.json")
     assert ra["clean_accuracy"] == pytest.approx(rb["clean_accuracy"], abs=1e-9)
+
+
+EVAL = ["--attacks", "fgsm,pgd,deepfool", "--eps", "0.05,0.1", "--noise", "0.1", "--n-samples", "300",
+        "--steps", "5", "--quiet"]
+
+
+def test_two_process_evaluation_matches_one(tmp_path):
+    """`robustlab evaluate --nproc 2` gives the one-process numbers and per-sample outcomes exactly:
+    300 images in 5 batches of 64 (the last one short), split 3/2 between the ranks; PGD's random
+    starts, DeepFool's minimal norms, noise and the sanity pass included."""
+    import shutil
+
+    from robustlab.evaluation.samples import load_per_sample
+
+    # one epoch is enough for a model worth attacking
+    train = ["1" if prev == "--epochs" else a for prev, a in zip([None, *COMMON], COMMON, strict=True)]
+    _run([*train, "--batch-size", "64", "--set", "data.eval_batch_size=64", "--out", str(tmp_path / "run")])
+    shutil.copytree(tmp_path / "run", tmp_path / "copy")
+    _run(["evaluate", str(tmp_path / "run"), *EVAL])
+    _run(["evaluate", str(tmp_path / "copy"), *EVAL, "--nproc", "2"])
+
+    one, two = read_json(tmp_path / "run" / "results.json"), read_json(tmp_path / "copy" / "results.json")
+    assert (one["eval_processes"], two["eval_processes"]) == (1, 2)
+    assert one["n_samples"] == two["n_samples"] == 300
+    for key in ("clean_accuracy", "worst_case", "noise", "per_class", "confusion", "min_perturbation", "flags",
+                "sanity"):
+        assert one[key] == two[key], key
+    drop = {"seconds"}  # wall time differs; counts of attacked points and norms must not
+    rows1 = [{k: v for k, v in r.items() if k not in drop} for r in one["robust"]]
+    rows2 = [{k: v for k, v in r.items() if k not in drop} for r in two["robust"]]
+    assert rows1 == rows2
+    assert 0.0 < one["worst_case"][0]["accuracy"] < one["clean_accuracy"]  # the attacks did something
+
+    a, meta_a = load_per_sample(tmp_path / "run" / "per_sample.safetensors")
+    b, meta_b = load_per_sample(tmp_path / "copy" / "per_sample.safetensors")
+    assert meta_a == meta_b and meta_a["attacks"] == ["fgsm", "pgd", "deepfool"]
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, equal_nan=True, msg=key)
+    assert a["robust"].shape == (3, 2, 300) and a["labels"].shape == (300,)
+    # each rank kept its own resumable progress
+    states = sorted(p.name for p in (tmp_path / "copy" / "checkpoints").glob("eval_state*.pt"))
+    assert states == ["eval_state.rank0-of-2.pt", "eval_state.rank1-of-2.pt"]

@@ -282,11 +282,17 @@ def evaluate_cmd(
     noise: Annotated[str | None, typer.Option(help="Gaussian-noise sigmas, e.g. 0.05,0.1.")] = None,
     no_early_exit: Annotated[bool, typer.Option("--no-early-exit", help="Attack every point fully.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
+    nproc: Annotated[int, typer.Option(help="Processes: relaunch under torchrun with N ranks.")] = 1,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Robustness audit of a trained run: clean, noise, attacks, eps sweep, worst case, sanity flags."""
+    """Robustness audit of a trained run: clean, noise, attacks, eps sweep, worst case, sanity flags.
+
+    Under torchrun (or with ``--nproc N``) the ranks share the batches; the numbers and the per-sample
+    outcomes equal a one-process evaluation's."""
     from robustlab.pipeline import evaluate_run, report_run
+    from robustlab.runs import RunDir
+    from robustlab.training import distributed as D
 
     _common(quiet)
     overrides: dict[str, Any] = {}
@@ -313,7 +319,11 @@ def evaluate_cmd(
                 key = a.lower().replace("_", "-")
                 if key not in ATTACKS and not key.startswith("torchattacks:"):
                     raise choice_error("attack", a, ATTACKS)
+    RunDir.open(run_dir)  # a clear one-line error before any relaunch
+    _maybe_relaunch(nproc)
     doc = evaluate_run(run_dir, overrides, device=device)
+    if not D.is_main():
+        return
     report_run(run_dir)
     typer.echo(f"clean accuracy: {doc.get('clean_accuracy', float('nan')):.4f}")
     for row in doc.get("robust", []):

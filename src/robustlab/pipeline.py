@@ -22,18 +22,32 @@ from robustlab.training.seeding import resolve_device
 
 def evaluate_run(run_dir: str | Path, overrides: dict[str, Any] | None = None, device: str = "auto") -> dict[str, Any]:
     """Run the robustness audit of ``run_dir`` (its config's ``evaluate`` section, updated by
-    ``overrides``) and merge the numbers into its ``results.json``; return the whole document."""
+    ``overrides``), merge the numbers into its ``results.json``, write the per-sample outcomes to
+    ``per_sample.safetensors`` (see :mod:`robustlab.evaluation.samples`); return the results document.
+
+    Under torchrun every rank evaluates whole batches of its own and the outcomes are gathered, so the
+    numbers and per-sample outcomes are those of one process; rank 0 alone writes the folder (other
+    ranks return the evaluation sections without the rest of ``results.json``).
+    """
+    from robustlab.training import distributed as D
+
     run = RunDir.open(run_dir)
     dev = resolve_device(device)
+    D.init_from_env(dev.type)
+    dev = D.local_device(dev)
     model, cfg, bundle = load_run_model(run, device=dev)
     smoke = load_run_config(run)[1]
     family = get_task_family(cfg.task)
     if family.evaluate is not None:
+        if not D.is_main():  # task families with their own evaluation run it on rank 0 only
+            return {}
         return run.update_results(**family.evaluate(run, model, cfg, bundle, dev))
     from robustlab.evaluation import evaluate_robustness
+    from robustlab.evaluation.samples import FILENAME, save_per_sample
 
     ecfg = EvalConfig.model_validate({**cfg.evaluate.model_dump(), **(overrides or {})})
-    run.acquire_lock()
+    if D.is_main():
+        run.acquire_lock()
     try:
         result = evaluate_robustness(
             model, bundle.test, ecfg, device=dev, batch_size=cfg.data.eval_batch_size, seed=cfg.seed,
@@ -41,13 +55,19 @@ def evaluate_run(run_dir: str | Path, overrides: dict[str, Any] | None = None, d
             sanity_samples=ecfg.sanity_samples, n_examples=ecfg.n_examples,
         )
         sections = result.to_json()
+        if not D.is_main():
+            return sections
         if cfg.defense.name == "circle":
             sections["knn"] = knn_sections(model, cfg, bundle, ecfg)
         if ecfg.cross_domain:
             sections["cross_domain"] = cross_domain_accuracy(model, cfg, bundle, ecfg.cross_domain, dev, smoke)
+        save_per_sample(result, run.path / FILENAME, ecfg.per_attack)
+        sections["per_sample_file"] = FILENAME
+        sections["eval_processes"] = D.world_size()
         doc = run.update_results(**sections, evaluate_config=ecfg.model_dump(mode="json"))
     finally:
-        run.release_lock()
+        if D.is_main():
+            run.release_lock()
     for flag in doc.get("flags", []):
         log.warning("sanity flag [%s] %s — remedy: %s", flag["code"], flag["message"], flag["remedy"])
     return doc

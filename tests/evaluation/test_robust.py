@@ -302,3 +302,27 @@ def test_superclasses_from_coarse_labels():
     assert sc["clean_accuracy"] >= res.clean_accuracy == 1.0
     assert set(sc["per_superclass"]) == {"top", "bottom"} and sc["per_superclass"]["top"]["n"] == 40
     assert sc["robust_accuracy"] >= res.to_json()["worst_case"][0]["accuracy"]
+
+
+def test_per_sample_file_round_trips_and_matches_the_summary(sound, tmp_path):
+    from robustlab.evaluation.samples import load_per_sample, save_per_sample
+
+    path = save_per_sample(sound, tmp_path / "per_sample.safetensors")
+    t, meta = load_per_sample(path)
+    doc = sound.to_json()
+    assert meta["attacks"] == doc["attacks"] and meta["eps"] == doc["eps"] and meta["norm"] == "linf"
+    n = doc["n_samples"]
+    assert t["robust"].shape == (len(doc["attacks"]), len(doc["eps"]), n) and t["robust"].dtype == torch.uint8
+    assert float((t["clean_pred"] == t["labels"]).double().mean()) == pytest.approx(doc["clean_accuracy"])
+    for row in doc["robust"]:
+        k, m = doc["attacks"].index(row["attack"]), doc["eps"].index(row["eps"])
+        assert float(t["robust"][k, m].double().mean()) == pytest.approx(row["accuracy"])
+    for m, row in enumerate(doc["worst_case"]):
+        assert float(t["worst_case"][m].double().mean()) == pytest.approx(row["accuracy"])
+    for s, row in enumerate(doc["noise"]):
+        assert float(t["noise_correct"][s].double().mean()) == pytest.approx(row["accuracy"])
+    path.write_bytes(b"not a safetensors file")
+    with pytest.raises(RobustlabError, match="not a valid per-sample file"):
+        load_per_sample(path)
+    with pytest.raises(RobustlabError, match="no per-sample file"):
+        load_per_sample(tmp_path / "missing.safetensors")

@@ -80,6 +80,7 @@ from robustlab.evaluation.runner import (
 from robustlab.evaluation.sanity import sanity_measurements
 from robustlab.evaluation.state import fingerprint, load_state, save_state
 from robustlab.progress import bar, bars_enabled, log
+from robustlab.training import distributed as D
 
 N_EXAMPLES = 16
 """How many leading images keep their adversarial examples for figures (by default)."""
@@ -304,6 +305,26 @@ class _Evaluator:
         return out
 
 
+PER_SAMPLE_KEYS = ("clean_pred", "cum", "adv_pred", "new_norm", "min_norm", "noise")
+"""Entries of the evaluation state indexed by sample along their last dimension."""
+
+
+def rank_state_path(path: str | Path, rank: int, world: int) -> Path:
+    """Where rank ``rank`` of ``world`` keeps its evaluation progress: ``eval_state.rank1-of-2.pt``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.rank{rank}-of-{world}{path.suffix}")
+
+
+def _gather_ranks(acc: dict[str, Any], filled: Tensor) -> dict[str, Any]:
+    """Every rank's rows (``filled`` ``(N,)``: this rank's) and summed counters, on every rank."""
+    out = dict(acc)
+    for key in PER_SAMPLE_KEYS:
+        out[key] = D.sum_rows_(acc[key], filled)
+    for key in ("attacked", "seconds"):
+        out[key] = D.sum_(acc[key])
+    return out
+
+
 def _eval_dataset(dataset: Any, n: int | None) -> Any:
     if n is None or n >= len(dataset):
         return dataset
@@ -369,14 +390,27 @@ def evaluate_robustness(
     dtype = model_dtype(model)
     n_batches = (n + batch_size - 1) // batch_size
 
-    fp = fingerprint(
-        {"cfg": cfg.model_dump(mode="json"), "n": n, "batch_size": batch_size, "seed": seed, "amp": amp,
-         "sanity_samples": sanity_samples},
-        model, labels,
-    )
+    world, rank = D.world_size(), D.rank()
+    own = list(range(rank, n_batches, world))  # whole batches per rank: same rows and seeds as 1 process
+    identity: dict[str, Any] = {
+        "cfg": cfg.model_dump(mode="json"), "n": n, "batch_size": batch_size, "seed": seed, "amp": amp,
+        "sanity_samples": sanity_samples,
+    }
+    if world > 1:
+        identity.update(world=world, rank=rank)
+        if state_path is not None:
+            state_path = rank_state_path(state_path, rank, world)
+    fp = fingerprint(identity, model, labels)
     acc = load_state(state_path, fp) or ev.empty_state(n)
     if acc["next_batch"]:
-        log.info("resuming evaluation at batch %d of %d", acc["next_batch"] + 1, n_batches)
+        log.info("resuming evaluation: %d of %d batches already done", acc["next_batch"], len(own))
+
+    def rows_of(b: int) -> slice:
+        return slice(b * batch_size, min(n, (b + 1) * batch_size))
+
+    filled = torch.zeros(n, dtype=torch.bool)  # rows this rank has results for
+    for b in own[: acc["next_batch"]]:
+        filled[rows_of(b)] = True
 
     was_training = model.training
     model.eval()
@@ -390,33 +424,40 @@ def evaluate_robustness(
         for (k, e), sec in fit_seconds.items():
             acc["seconds"][k, ev.eps.index(e)] += sec
 
-        start = acc["next_batch"] * batch_size
-        if start < n:
-            rest = subset(data, indices=torch.arange(start, n)) if start else data
+        todo = own[acc["next_batch"]:]
+        if todo:
+            if world == 1 and not acc["next_batch"]:
+                rest = data
+            else:  # this rank's remaining batches, back to back (only the dataset's last one can be short)
+                rest = subset(data, indices=torch.cat([torch.arange(n)[rows_of(b)] for b in todo]))
             loader = make_loader(rest, batch_size=batch_size)
-            pbar = bar(loader, desc="robust evaluation", total=n_batches - acc["next_batch"])
-            for x, y in pbar:
-                b = acc["next_batch"]
-                lo = b * batch_size
+            pbar = bar(loader, desc="robust evaluation", total=len(todo))
+            for b, (x, y) in zip(todo, pbar, strict=True):
+                rows = rows_of(b)
                 x, y = x.to(device, dtype), y.to(device)
-                ev.run_batch(x, y, derive_seed(seed, b), acc, slice(lo, lo + y.shape[0]))
-                acc["next_batch"] = b + 1
+                ev.run_batch(x, y, derive_seed(seed, b), acc, rows)
+                acc["next_batch"] += 1
+                filled[rows] = True
                 if state_path is not None:
                     save_state(state_path, {**acc, "fingerprint": fp})
                 if bars_enabled() and plans and ev.eps:
-                    robust_so_far = (~acc["cum"][-1, -1, : lo + y.shape[0]]).double().mean()
+                    robust_so_far = (~acc["cum"][-1, -1][filled]).double().mean()
                     pbar.set_postfix(robust=f"{float(robust_so_far):.3f}")
                 if on_batch_end is not None:
                     on_batch_end(b, n_batches)
+        if world > 1:
+            acc = _gather_ranks(acc, filled)
         examples: dict[str, Any] = {}
-        if n_examples > 0:
+        if n_examples > 0 and D.is_main():  # figures are drawn by rank 0 only
             xe, ye = _first_rows(data, min(n_examples, n), device, dtype)
             examples = ev.examples(xe, ye)
         t_sanity = time.perf_counter()
         sanity = None
         if cfg.sanity:
-            xs, ys = _first_rows(data, min(sanity_samples, n), device, dtype)
-            sanity = sanity_measurements(model, xs, ys, plans, ev.eps, cfg, amp, seed, attack_factory)
+            if D.is_main():
+                xs, ys = _first_rows(data, min(sanity_samples, n), device, dtype)
+                sanity = sanity_measurements(model, xs, ys, plans, ev.eps, cfg, amp, seed, attack_factory)
+            sanity = D.broadcast_json(sanity)  # every rank returns the same summary and flags
         sanity_seconds = time.perf_counter() - t_sanity
     finally:
         model.train(was_training)

@@ -5,7 +5,9 @@ Everything here is a no-op in a single process, so the same code runs on one CPU
 
 from __future__ import annotations
 
+import json
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -58,6 +60,42 @@ def all_reduce_sums(sums: dict[str, torch.Tensor]) -> dict[str, float]:
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     values = flat.cpu().tolist()
     return dict(zip(keys, values, strict=True))
+
+
+def sum_rows_(t: torch.Tensor, owned: torch.Tensor) -> torch.Tensor:
+    """Combine a per-sample tensor ``(..., N)`` whose last-dim rows each rank filled only where
+    ``owned`` ``(N,)`` is true (every row owned by exactly one rank): afterwards every rank holds all
+    rows, bit-identical to the owner's. No-op in a single process. Returns the combined tensor."""
+    if not is_distributed():
+        return t
+    kept = torch.where(owned, t, torch.zeros((), dtype=t.dtype))  # also clears NaN in rows owned elsewhere
+    work = kept.to(torch.int64) if t.dtype in (torch.bool, torch.uint8, torch.int32) else kept.clone()
+    dist.all_reduce(work, op=dist.ReduceOp.SUM)  # x + 0 is exact, also for float and ±inf/NaN owners
+    return work.to(t.dtype)
+
+
+def sum_(t: torch.Tensor) -> torch.Tensor:
+    """``t`` summed over ranks (a copy; the input itself when not distributed)."""
+    if not is_distributed():
+        return t
+    work = t.clone()
+    dist.all_reduce(work, op=dist.ReduceOp.SUM)
+    return work
+
+
+def broadcast_json(obj: Any) -> Any:
+    """Rank 0's ``obj`` (JSON-serialisable; NaN/inf allowed) on every rank, sent as UTF-8 bytes —
+    no pickling. Returns ``obj`` itself in a single process."""
+    if not is_distributed():
+        return obj
+    payload = json.dumps(obj).encode() if is_main() else b""
+    size = torch.tensor([len(payload)], dtype=torch.int64)
+    dist.broadcast(size, src=0)
+    buf = torch.zeros(int(size.item()), dtype=torch.uint8)
+    if is_main():
+        buf.copy_(torch.frombuffer(bytearray(payload), dtype=torch.uint8))
+    dist.broadcast(buf, src=0)
+    return json.loads(bytes(buf.tolist()).decode()) if not is_main() else obj
 
 
 def barrier() -> None:
