@@ -33,6 +33,8 @@ from robustlab.training import Trainer  # noqa: E402
 from robustlab.training import distributed as D  # noqa: E402
 
 MODELS = {"small_cnn": (1, 28, 128), "resnet18_cifar": (3, 32, 64)}
+BATCHES = {"small_cnn": 8, "resnet18_cifar": 3}
+"""Batches per measurement by default (the ResNet-18 takes seconds per batch on a CPU)."""
 STRATEGIES = {
     "clean": ("none", {}),
     "fgsm-rs": ("fgsm-rs", {"eps": 8 / 255, "guard_batch": 0}),
@@ -92,18 +94,19 @@ def _sync(device: torch.device) -> None:
     D.barrier()
 
 
-def measure(archs: list[str], batches: int, amps: list[str]) -> list[dict]:
+def measure(archs: list[str], batches: dict[str, int], amps: list[str]) -> list[dict]:
+    """Rows ``{model, amp, what, img_s, x_clean}`` with ``batches[arch]`` batches per measurement."""
     device = D.local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     rows = []
     for arch in archs:
         for amp in amps:
             clean = None
             for strategy in STRATEGIES:
-                rate = train_rate(arch, strategy, batches, amp, device)
+                rate = train_rate(arch, strategy, batches[arch], amp, device)
                 clean = clean or rate
                 rows.append({"model": arch, "amp": amp, "what": f"train {strategy}", "img_s": rate,
                              "x_clean": clean / rate})
-            rate = eval_rate(arch, batches, amp, device)
+            rate = eval_rate(arch, batches[arch], amp, device)
             rows.append({"model": arch, "amp": amp, "what": "eval PGD-10", "img_s": rate, "x_clean": None})
     return rows
 
@@ -116,8 +119,12 @@ def main() -> None:
     ap.add_argument("--archs", default=None)
     ap.add_argument("--no-ddp", action="store_true", help="skip the 2-process measurement")
     args = ap.parse_args()
+    t_start = time.perf_counter()
     archs = args.archs.split(",") if args.archs else (["small_cnn"] if args.quick else list(MODELS))
-    batches = args.batches or (4 if args.quick else 8)
+    if args.batches:
+        batches = dict.fromkeys(archs, args.batches)
+    else:
+        batches = {a: max(2, BATCHES[a] // 2) if args.quick else BATCHES[a] for a in archs}
     gpu = torch.cuda.is_available()
     amps = ["none", "bf16"] if gpu else ["none"]
     if args.worker:  # one rank of a torchrun launch
@@ -130,15 +137,20 @@ def main() -> None:
     rows = [dict(r, procs=1) for r in measure(archs, batches, amps)]
     if not args.no_ddp:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", __file__,
-               "--worker", "--batches", str(batches), "--archs", ",".join(archs)]
+               "--worker", "--archs", ",".join(archs), *(["--quick"] if args.quick else []),
+               *(["--batches", str(args.batches)] if args.batches else [])]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         rows += [dict(r, procs=2) for r in json.loads(out)]
+    t_total = time.perf_counter() - t_start
     header = ["model", "procs", "amp", "what", "images/s", "time vs clean epoch"]
     body = [[r["model"], r["procs"], r["amp"], r["what"], round(r["img_s"], 1),
              "" if r["x_clean"] is None else f"{r['x_clean']:.2f}x"] for r in rows]
     text = (f"## Throughput (`python benchmarks/throughput.py{' --quick' if args.quick else ''}`)\n\n"
-            f"Machine: {machine()}. Synthetic data, {batches} batches per measurement after a warm-up epoch; "
+            f"Machine: {machine()}. Synthetic data, "
+            + ", ".join(f"{a}: {n} batches of {MODELS[a][2]}" for a, n in batches.items())
+            + " per measurement, after a warm-up epoch of as many; "
             "2 processes = torchrun DDP on the same machine (gloo on CPU), threads split between ranks.\n"
+            f"Total {t_total / 60:.1f} min. "
             "Targets: fgsm-rs <= 2.2x a clean epoch; pgd-at k steps <= (k + 1.2)x; 2 GPUs >= 1.7x one.\n\n"
             + table(header, body))
     update_section("throughput", text)

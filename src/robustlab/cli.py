@@ -371,7 +371,8 @@ def report(
 @app.command()
 def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run folders.")],
-    out: Annotated[Path, typer.Option(help="Where to write the HTML.")] = Path("runs/compare.html"),
+    out: Annotated[Path, typer.Option(help="Where to write it: .html (report) or .md (Markdown tables).")] = Path(
+        "runs/compare.html"),
     title: Annotated[str | None, typer.Option(help="Report title.")] = None,
     debug: Debug = False,
 ) -> None:
@@ -407,8 +408,8 @@ def run(
 
 def _print_summary(summary: dict[str, Any]) -> None:
     for name, res in summary.items():
-        if name == "compare":
-            typer.echo(f"compare report: {res}")
+        if name in ("compare", "compare_markdown"):
+            typer.echo(f"{'compare report' if name == 'compare' else 'compare tables'}: {res}")
             continue
         if "clean_accuracy" in res:
             parts = [f"clean {res['clean_accuracy']:.4f}"]

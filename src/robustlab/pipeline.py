@@ -167,9 +167,12 @@ def report_run(run_dir: str | Path) -> Path:
 
 
 def compare_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = None) -> Path:
-    """One HTML report across several run folders."""
-    from robustlab.report import compare_report
+    """One report across several run folders: HTML, or Markdown tables when ``out`` ends in ``.md``."""
+    from robustlab.io import atomic_write_text
+    from robustlab.report import compare_markdown, compare_report
 
     for r in run_dirs:
         RunDir.open(r)
+    if Path(out).suffix.lower() == ".md":
+        return atomic_write_text(out, compare_markdown([Path(r) for r in run_dirs], title=title))
     return compare_report([Path(r) for r in run_dirs], Path(out), title=title)

@@ -16,7 +16,8 @@ Format::
         explain_with: clean       # Grad-CAM side by side with that run
     compare: {title: "…", runs: [clean, fgsm-rs]}
 
-Each run writes ``<out>/<run name>/``; ``compare`` writes ``<out>/compare.html``.
+Each run writes ``<out>/<run name>/``; ``compare`` writes ``<out>/compare.html`` and the same tables as
+Markdown in ``<out>/compare.md``.
 """
 
 from __future__ import annotations
@@ -178,8 +179,10 @@ def run_recipe(
         report_run(run_path)
         summary[r.name] = RunDir(run_path).results()
     if recipe.compare:
-        summary["compare"] = str(compare_runs([out / n for n in recipe.compare.runs], out / "compare.html",
-                                              title=recipe.compare.title or recipe.name))
+        dirs: list[str | Path] = [out / n for n in recipe.compare.runs]
+        title = recipe.compare.title or recipe.name
+        summary["compare"] = str(compare_runs(dirs, out / "compare.html", title=title))
+        summary["compare_markdown"] = str(compare_runs(dirs, out / "compare.md", title=title))
     return summary
 
 

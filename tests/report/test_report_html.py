@@ -178,3 +178,28 @@ def test_before_after_pairs_fine_tuned_runs_with_their_parent(run_factory) -> No
     runs = [load_run(p) for p in (a, b, c, d)]
     got = {before.name: [r.name for r in after] for before, after in pairings(runs)}
     assert got == {"b": ["c"], "a": ["d"]}
+
+
+def test_compare_markdown_tables(tmp_path: Path, run_factory) -> None:
+    from robustlab.pipeline import compare_runs
+
+    base = run_factory(name="clean-run", defense="none", clean=0.6714)
+    res = json.loads((base / "results.json").read_text())
+    res["cross_domain"] = [{"dataset": "cifar10", "accuracy": 0.6714, "role": "source"},
+                           {"dataset": "svhn", "accuracy": 0.1234, "role": "target"}]
+    res["knn"] = [{"attack": "fgsm", "eps": 0.1, "knn_clean": 0.9, "knn_adversarial": 0.5, "head_clean": 0.91,
+                   "head_adversarial": 0.2}]
+    (base / "results.json").write_text(json.dumps(res))
+    adv = run_factory(name="at-run", clean=0.0481)
+    out = compare_runs([base, adv], tmp_path / "cmp.md", title="Table 2")
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("### Table 2\n")
+    lines = [ln for ln in text.splitlines() if ln.startswith("| ")]
+    header = lines[0].split(" | ")
+    assert header[:3] == ["| run", "defense", "clean"] and "pgd 0.03137 (8/255)" in header
+    assert lines[2].startswith("| clean-run | none | 67.14 |") and lines[3].startswith("| at-run | pgd_at")
+    assert all(ln.count("|") == lines[0].count("|") for ln in lines[:4])  # a well-formed table
+    assert "| clean-run | none | 67.14 | 12.34 |" in text  # cross-domain: source first, then the target
+    assert "| clean-run | fgsm 0.1 (25.5/255) | 90.00 | 50.00 | 91.00 | 20.00 |" in text
+    with pytest.raises(RobustlabError):
+        compare_runs([tmp_path / "nope"], tmp_path / "x.md")

@@ -4,7 +4,7 @@
 page across runs. Both embed every image, so the file opens without network access.
 """
 
-from robustlab.report.compare import compare_report
+from robustlab.report.compare import compare_markdown, compare_report
 from robustlab.report.html import build_report
 
-__all__ = ["build_report", "compare_report"]
+__all__ = ["build_report", "compare_markdown", "compare_report"]

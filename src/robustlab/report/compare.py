@@ -182,3 +182,65 @@ def compare_report(run_dirs: Sequence[str | Path], out: str | Path, title: str |
     out_path = atomic_write_text(Path(out), page)
     log.info("comparison written to %s", out_path)
     return out_path
+
+
+def _md_pct(v: Any) -> str:
+    return f"{100.0 * v:.2f}" if is_number(v) else MISSING
+
+
+def _md_table(header: list[str], rows: list[list[str]], text_cols: int = 2) -> str:
+    align = ["---"] * text_cols + ["---:"] * (len(header) - text_cols)
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def compare_markdown(run_dirs: Sequence[str | Path], title: str | None = None) -> str:
+    """The comparison as Markdown (accuracies in %, two decimals): a table with a row per run
+    (defense, clean, every attack@eps, worst case per eps, Gaussian noise per sigma); then, where
+    runs have them, cross-domain accuracy and circle-loss k-NN rows. Same errors as :func:`compare_report`."""
+    if not run_dirs:
+        raise RobustlabError("compare needs at least one run folder")
+    for d in run_dirs:
+        if not Path(d).is_dir():
+            raise RobustlabError(f"cannot compare: {d} is not a folder")
+    runs = [ctx.load_run(d) for d in run_dirs]
+    att_cols, wc_cols = _columns(runs)
+    sigmas = sorted({float(r["sigma"]) for run in runs for r in run.results.get("noise") or []
+                     if is_number(r.get("sigma")) and r["sigma"] > 0})
+    header = ["run", "defense", "clean"]
+    header += [f"{a} {eps_label(e, n)}" for a, n, e in att_cols]
+    header += [f"worst {eps_label(e, n)}" for n, e in wc_cols]
+    header += [f"noise σ {s:g}" for s in sigmas]
+    body = []
+    for run in runs:
+        acc, wc = _run_values(run, att_cols, wc_cols)
+        noise = {float(r["sigma"]): r.get("accuracy") for r in run.results.get("noise") or []
+                 if is_number(r.get("sigma"))}
+        name = run.name + (" (smoke)" if run.smoke else "")
+        body.append(
+            [name, ctx.defense_label(run), _md_pct(run.results.get("clean_accuracy"))]
+            + [_md_pct(a) for a in acc]
+            + [(_md_pct(w[0]) + ("" if w[1] else "*")) if w else MISSING for w in wc]
+            + [_md_pct(noise.get(s)) for s in sigmas]
+        )
+    parts = [f"### {title}\n" if title else "", _md_table(header, body)]
+    if any(not w[1] for run in runs for w in ctx.worst_case(run).values()):
+        parts.append("\n\\* worst case approximated from the per-attack rows (per-sample data missing).\n")
+    domains = list(dict.fromkeys(row.get("dataset") for run in runs for row in run.results.get("cross_domain") or []))
+    if domains:
+        rows = []
+        for run in runs:
+            got = {row.get("dataset"): row.get("accuracy") for row in run.results.get("cross_domain") or []}
+            if got:
+                rows.append([run.name, ctx.defense_label(run), *(_md_pct(got.get(d)) for d in domains)])
+        parts.append("\nCross-domain test accuracy (the run's own dataset first):\n\n")
+        parts.append(_md_table(["run", "defense", *map(str, domains)], rows))
+    knn = [(run, row) for run in runs for row in run.results.get("knn") or []]
+    if knn:
+        rows = [[run.name, f"{row.get('attack')} {eps_label(row.get('eps'))}", _md_pct(row.get("knn_clean")),
+                 _md_pct(row.get("knn_adversarial")), _md_pct(row.get("head_clean")),
+                 _md_pct(row.get("head_adversarial"))] for run, row in knn]
+        parts.append("\nk-NN (k = 5) on circle-loss embeddings; attacks computed through the cross-entropy head:\n\n")
+        parts.append(_md_table(["run", "attack", "kNN clean", "kNN attacked", "head clean", "head attacked"], rows))
+    return "".join(parts)
