@@ -84,6 +84,20 @@ def test_train_digits_one_epoch_end_to_end(tmp_path):
         capture_output=True, text=True, timeout=300,
     )
     assert again.returncode == 2 and "already exists" in again.stderr
+    # evaluate a chosen checkpoint; a bad choice is a one-line error
+    ev = subprocess.run(
+        [sys.executable, "-m", "robustlab", "evaluate", str(out), "--checkpoint", "last", "--attacks", "fgsm",
+         "--eps", "0.1", "--n-samples", "64", "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert ev.returncode == 0, ev.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["evaluated_checkpoint"] == "last" and res["n_samples"] == 64 and res["eval_processes"] == 1
+    assert (out / "per_sample.safetensors").is_file()
+    bad = subprocess.run([sys.executable, "-m", "robustlab", "evaluate", str(out), "--checkpoint", "first"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--checkpoint must be best or last" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_every_sanity_flag_is_documented():

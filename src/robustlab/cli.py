@@ -283,6 +283,7 @@ def evaluate_cmd(
     no_early_exit: Annotated[bool, typer.Option("--no-early-exit", help="Attack every point fully.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
     nproc: Annotated[int, typer.Option(help="Processes: relaunch under torchrun with N ranks.")] = 1,
+    checkpoint: Annotated[str, typer.Option(help="Which weights: best or last.")] = "best",
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -320,8 +321,10 @@ def evaluate_cmd(
                 if key not in ATTACKS and not key.startswith("torchattacks:"):
                     raise choice_error("attack", a, ATTACKS)
     RunDir.open(run_dir)  # a clear one-line error before any relaunch
+    if checkpoint not in ("best", "last"):
+        raise RobustlabError(f"--checkpoint must be best or last, got {checkpoint!r}")
     _maybe_relaunch(nproc)
-    doc = evaluate_run(run_dir, overrides, device=device)
+    doc = evaluate_run(run_dir, overrides, device=device, checkpoint=checkpoint)
     if not D.is_main():
         return
     report_run(run_dir)

@@ -20,10 +20,13 @@ from robustlab.tasks.registry import get_task_family
 from robustlab.training.seeding import resolve_device
 
 
-def evaluate_run(run_dir: str | Path, overrides: dict[str, Any] | None = None, device: str = "auto") -> dict[str, Any]:
-    """Run the robustness audit of ``run_dir`` (its config's ``evaluate`` section, updated by
-    ``overrides``), merge the numbers into its ``results.json``, write the per-sample outcomes to
-    ``per_sample.safetensors`` (see :mod:`robustlab.evaluation.samples`); return the results document.
+def evaluate_run(
+    run_dir: str | Path, overrides: dict[str, Any] | None = None, device: str = "auto", checkpoint: str = "best"
+) -> dict[str, Any]:
+    """Run the robustness audit of ``run_dir``'s ``checkpoint`` (``best`` or ``last``) with its
+    config's ``evaluate`` section updated by ``overrides``; merge the numbers into its ``results.json``,
+    write the per-sample outcomes to ``per_sample.safetensors`` (see :mod:`robustlab.evaluation.samples`);
+    return the results document.
 
     Under torchrun every rank evaluates whole batches of its own and the outcomes are gathered, so the
     numbers and per-sample outcomes are those of one process; rank 0 alone writes the folder (other
@@ -31,11 +34,13 @@ def evaluate_run(run_dir: str | Path, overrides: dict[str, Any] | None = None, d
     """
     from robustlab.training import distributed as D
 
+    if checkpoint not in ("best", "last"):
+        raise RobustlabError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
     run = RunDir.open(run_dir)
     dev = resolve_device(device)
     D.init_from_env(dev.type)
     dev = D.local_device(dev)
-    model, cfg, bundle = load_run_model(run, device=dev)
+    model, cfg, bundle = load_run_model(run, checkpoint, device=dev)
     smoke = load_run_config(run)[1]
     family = get_task_family(cfg.task)
     if family.evaluate is not None:
@@ -64,6 +69,7 @@ def evaluate_run(run_dir: str | Path, overrides: dict[str, Any] | None = None, d
         save_per_sample(result, run.path / FILENAME, ecfg.per_attack)
         sections["per_sample_file"] = FILENAME
         sections["eval_processes"] = D.world_size()
+        sections["evaluated_checkpoint"] = checkpoint
         doc = run.update_results(**sections, evaluate_config=ecfg.model_dump(mode="json"))
     finally:
         if D.is_main():
