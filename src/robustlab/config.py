@@ -62,6 +62,11 @@ class TrainConfig(_Strict):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     patience: int | None = Field(None, ge=1, description="early stopping: epochs without improvement")
     monitor: str = "val_accuracy"
+    robust_val_samples: int = Field(
+        512, ge=0,
+        description="adversarial defenses: validation images attacked with PGD-10 at the defense's eps each epoch "
+                    "(val_robust_accuracy, the default monitor of pgd-at/free/trades/mixed); 0 turns it off",
+    )
     amp: Literal["none", "bf16", "fp16"] = "none"
     grad_clip: float | None = Field(None, gt=0.0)
     freeze_backbone: bool = False

@@ -129,6 +129,11 @@ class AdversarialDefense(ParamsMixin, Defense):
     attack: Any = None
     #: draw a fresh attack seed per batch (False when the user fixed ``attack_params.seed``)
     reseed: bool = True
+    #: keep the checkpoint with the best PGD accuracy on held-out validation images (the trainer
+    #: measures it, see ``train.robust_val_samples``): clean validation accuracy usually falls while
+    #: robustness rises, so it would keep the least robust epoch (Rice et al. 2020 select by robust
+    #: validation accuracy). Without a validation split the trainer falls back to train accuracy.
+    preferred_monitor: str = "val_robust_accuracy"
 
     def _attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Any = None) -> torch.Tensor:
         """Adversarial examples for ``(x, y)`` made on the unwrapped model in eval mode (fresh seed)."""

@@ -179,6 +179,46 @@ class Trainer:
             self.model.train(was_training)
         return self.task.summarize(D.all_reduce_sums(sums))
 
+    def robust_validate(self) -> dict[str, float]:
+        """``{"robust_accuracy": a}``: accuracy under PGD-10 (alpha eps/4, one random start with a fixed
+        seed, so epochs are compared on the same starts) on the first ``cfg.robust_val_samples``
+        validation images (split over DDP ranks), at the defense's ``eps`` and ``norm``. Empty when the
+        defense has no budget (clean, noise, circle training), there is no validation split, or
+        ``robust_val_samples`` is 0. The model's mode, weights and the global RNG are left as they were."""
+        eps = getattr(self.defense, "eps", None)
+        if self.val_loader is None or not self.cfg.robust_val_samples or not eps:
+            return {}
+        from robustlab.attacks import build_attack
+        from robustlab.defenses._common import unwrap
+
+        attack = build_attack("pgd", eps=float(eps), alpha=float(eps) / 4, steps=10,
+                              norm=getattr(self.defense, "norm", "linf"), random_start=True, seed=0)
+        model = unwrap(self.model)
+        budget = -(-self.cfg.robust_val_samples // D.world_size())  # this rank's share
+        correct = torch.zeros((), dtype=torch.float64)
+        seen = 0
+        was_training = model.training
+        model.eval()
+        try:
+            for batch in self.val_loader:
+                if seen >= budget:
+                    break
+                inputs, targets = self.task.unpack(batch, self.device)
+                if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
+                    return {}  # not an image classifier: nothing to attack
+                take = min(budget - seen, targets.shape[0])
+                x, y = inputs[:take], targets[:take]
+                with autocast_context(self.device, self.cfg.amp):
+                    x_adv = attack(model, x, y)
+                    with torch.no_grad():
+                        pred = model(x_adv).argmax(1)
+                correct += (pred == y).sum().double().cpu()
+                seen += take
+        finally:
+            model.train(was_training)
+        sums = D.all_reduce_sums({"correct": correct, "n": torch.tensor(float(seen))})
+        return {"robust_accuracy": sums["correct"] / sums["n"]} if sums["n"] else {}
+
     # -- checkpoints ----------------------------------------------------------------------------------
     def state(self, epoch: int) -> dict[str, Any]:
         return {
@@ -240,6 +280,7 @@ class Trainer:
             record: dict[str, Any] = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
             record.update(self.train_epoch(epoch))
             record.update({f"val_{k}": v for k, v in self.validate().items()})
+            record.update({f"val_{k}": v for k, v in self.robust_validate().items()})
             extra = self.defense.on_epoch_end(epoch, self.model, record)
             stop_requested = bool(extra.pop("stop", False))
             record.update(extra)
