@@ -61,3 +61,14 @@ def test_attack_names_follow_the_attack_registry():
     assert type(d.attack).__name__ == "APGDCE"
     d = build_defense("mixed", eps=0.1)  # FGSM takes no steps/alpha: they are not passed
     assert type(d.attack).__name__ == "FGSM" and d.attack.eps == pytest.approx(0.1)
+
+
+def test_library_inner_maximiser_gets_the_defense_budget():
+    """``attack: torchattacks:PGD`` runs at the defense's eps, alpha and steps, not torchattacks' defaults."""
+    from robustlab.defenses import build_defense
+
+    d = build_defense("pgd-at", eps=0.1, steps=7, attack="torchattacks:PGD")
+    assert d.attack.params()["eps"] == 0.1 and d.attack.params()["steps"] == 7
+    assert d.attack.params()["alpha"] == pytest.approx(2.5 * 0.1 / 7)
+    ours = build_defense("pgd-at", eps=0.1, steps=7)
+    assert ours.attack.eps == 0.1 and ours.attack.steps == 7

@@ -326,3 +326,16 @@ def test_per_sample_file_round_trips_and_matches_the_summary(sound, tmp_path):
         load_per_sample(path)
     with pytest.raises(RobustlabError, match="no per-sample file"):
         load_per_sample(tmp_path / "missing.safetensors")
+
+
+def test_library_pgd_is_evaluated_at_our_steps_and_alpha():
+    from robustlab.evaluation.runner import make_plans
+
+    plans = make_plans(EvalConfig(attacks=["pgd", "torchattacks:PGD", "torchattacks:FGSM"], eps=[0.1], steps=20,
+                                  alpha_ratio=0.25), FACTORY)
+    ours, lib, fgsm = (p.params(0.1, 0, early_exit=False) for p in plans)
+    assert (lib["steps"], lib["alpha"], lib["eps"]) == (ours["steps"], ours["alpha"], 0.1) == (20, 0.025, 0.1)
+    assert "steps" not in fgsm and fgsm["eps"] == 0.1
+    user = make_plans(EvalConfig(attacks=["torchattacks:PGD"], eps=[0.1],
+                                 attack_params={"torchattacks:PGD": {"steps": 3}}), FACTORY)[0]
+    assert user.params(0.1, 0, early_exit=False)["steps"] == 3  # the user's choice wins

@@ -37,6 +37,14 @@ def _resolve(attack: str | type) -> type:
     return getattr(ta, names[key])
 
 
+def wrapped_params(attack: str | type) -> frozenset[str]:
+    """Constructor keywords of the torchattacks class ``attack`` (name or class), ``model`` excluded:
+    ``wrapped_params("PGD")`` → ``{"eps", "alpha", "steps", "random_start"}``."""
+    sig = inspect.signature(_resolve(attack).__init__)
+    return frozenset(p for p, v in sig.parameters.items()
+                     if p not in ("self", "model") and v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD))
+
+
 class TorchattacksAttack(Attack):
     """Adapter: ``TorchattacksAttack("PGD", eps=8/255, alpha=2/255, steps=10)(model, x, y)``.
 

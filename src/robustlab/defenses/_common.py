@@ -96,8 +96,9 @@ def make_attack(name: str, defaults: dict[str, Any], overrides: dict[str, Any] |
     """Build registry attack ``name``.
 
     ``defaults`` (eps, norm, alpha, steps, random_start, ...) are passed only where the attack's
-    constructor accepts them (FGSM has no ``steps``); ``overrides`` (the user's ``attack_params``)
-    are passed as given, so a misspelt key is the attack registry's one-line error.
+    constructor accepts them (FGSM has no ``steps``; for ``torchattacks:<Class>`` the wrapped class's
+    keywords count, so ``torchattacks:PGD`` gets the defense's eps, alpha and steps); ``overrides`` (the
+    user's ``attack_params``) are passed as given, so a misspelt key is the attack registry's one-line error.
     """
     from robustlab.attacks import build_attack
 
@@ -105,6 +106,10 @@ def make_attack(name: str, defaults: dict[str, Any], overrides: dict[str, Any] |
         accepted = set(inspect.signature(attack_class(name).__init__).parameters)
     except (TypeError, ValueError):  # pragma: no cover - exotic registry entry
         accepted = set(defaults)
+    if name.strip().lower().startswith("torchattacks:"):  # the adapter passes the wrapped class's keywords
+        from robustlab.attacks.torchattacks_adapter import wrapped_params
+
+        accepted |= wrapped_params(name.split(":", 1)[1].strip())
     params = {k: v for k, v in defaults.items() if k in accepted and v is not None}
     params.update(overrides or {})
     return build_attack(name, **params)

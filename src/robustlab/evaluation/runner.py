@@ -15,7 +15,9 @@ concrete attack objects per eps, batch and mode:
 ``norm`` (the evaluation's threat model) for budgeted attacks. ``attack_params.uap.fit_epochs``
 (default 1) is the number of passes over the evaluated images when fitting the UAP. Attack names
 are matched like the registry does (case-insensitive, ``_`` = ``-``); ``torchattacks:<Class>`` names
-reach the torchattacks adapter, which gets ``eps``/``norm`` and otherwise its own parameters.
+reach the torchattacks adapter, which gets ``eps``/``norm`` and, when the wrapped class takes both
+``steps`` and ``alpha`` (torchattacks' PGD), the evaluation's steps and alpha, so a library attack and
+ours are compared at the same settings; otherwise its own defaults.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ SANITY_ATTACKS = frozenset({"pgd", "square"})
 """Attacks the sanity pass runs even when not listed; ``attack_params`` may configure them."""
 
 STEP_ATTACKS = frozenset({"pgd"})
-"""Attacks that receive ``cfg.steps`` and ``alpha = cfg.alpha_ratio · eps``."""
+"""Attacks that receive ``cfg.steps`` and ``alpha = cfg.alpha_ratio · eps`` (so do torchattacks classes
+taking both ``steps`` and ``alpha``)."""
 
 AttackFactory = Callable[..., Callable[..., Tensor]]
 
@@ -79,6 +82,10 @@ def probe_attack(
     else:
         sig = inspect.signature(type(probe).__init__)
         accepted = frozenset(p for p in sig.parameters if p != "self")
+    if name.startswith("torchattacks:"):  # the adapter forwards the wrapped class's own keywords
+        from robustlab.attacks.torchattacks_adapter import wrapped_params
+
+        accepted |= wrapped_params(name.split(":", 1)[1])
     fixed = None if "norm" in accepted else getattr(probe, "norm", None)
     return accepted, fixed
 
@@ -130,7 +137,7 @@ class AttackPlan:
             p["eps"] = float(eps)
             if "norm" in acc:
                 p["norm"] = self.norm
-            if self.name in STEP_ATTACKS:
+            if self.name in STEP_ATTACKS or (self.name.startswith("torchattacks:") and {"steps", "alpha"} <= acc):
                 p["steps"] = self.steps
                 p["alpha"] = self.alpha_ratio * float(eps)
         elif "norm" in acc and self.name == "deepfool":
