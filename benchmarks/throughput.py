@@ -33,7 +33,7 @@ from robustlab.training import Trainer  # noqa: E402
 from robustlab.training import distributed as D  # noqa: E402
 
 MODELS = {"small_cnn": (1, 28, 128), "resnet18_cifar": (3, 32, 64)}
-BATCHES = {"small_cnn": 8, "resnet18_cifar": 3}
+BATCHES = {"small_cnn": 8, "resnet18_cifar": 2}
 """Batches per measurement by default (the ResNet-18 takes seconds per batch on a CPU)."""
 STRATEGIES = {
     "clean": ("none", {}),
