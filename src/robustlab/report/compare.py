@@ -43,6 +43,16 @@ def _run_values(run: ctx.RunData, att_cols, wc_cols) -> tuple[list[float | None]
     return [acc.get(c) for c in att_cols], [wc.get(c) for c in wc_cols]
 
 
+def _load_runs(run_dirs: Sequence[str | Path]) -> list[ctx.RunData]:
+    """The runs to compare; :class:`RobustlabError` when there are none or one is not a folder."""
+    if not run_dirs:
+        raise RobustlabError("compare needs at least one run folder")
+    for d in run_dirs:
+        if not Path(d).is_dir():
+            raise RobustlabError(f"cannot compare: {d} is not a folder")
+    return [ctx.load_run(d) for d in run_dirs]
+
+
 def _is_baseline(run: ctx.RunData) -> bool:
     return ctx.defense_of(run)[0].lower() in {"none", "", "standard", "clean"}
 
@@ -135,12 +145,7 @@ def compare_report(run_dirs: Sequence[str | Path], out: str | Path, title: str |
     robustness curves, every run's sanity flags and each run's training curves. Raises
     :class:`RobustlabError` when ``run_dirs`` is empty or names something that is not a folder.
     """
-    if not run_dirs:
-        raise RobustlabError("compare needs at least one run folder")
-    for d in run_dirs:
-        if not Path(d).is_dir():
-            raise RobustlabError(f"cannot compare: {d} is not a folder")
-    runs = [ctx.load_run(d) for d in run_dirs]
+    runs = _load_runs(run_dirs)
     att_cols, wc_cols = _columns(runs)
     rows = []
     for run in runs:
@@ -199,12 +204,7 @@ def compare_markdown(run_dirs: Sequence[str | Path], title: str | None = None) -
     """The comparison as Markdown (accuracies in %, two decimals): a table with a row per run
     (defense, clean, every attack@eps, worst case per eps, Gaussian noise per sigma); then, where
     runs have them, cross-domain accuracy and circle-loss k-NN rows. Same errors as :func:`compare_report`."""
-    if not run_dirs:
-        raise RobustlabError("compare needs at least one run folder")
-    for d in run_dirs:
-        if not Path(d).is_dir():
-            raise RobustlabError(f"cannot compare: {d} is not a folder")
-    runs = [ctx.load_run(d) for d in run_dirs]
+    runs = _load_runs(run_dirs)
     att_cols, wc_cols = _columns(runs)
     sigmas = sorted({float(r["sigma"]) for run in runs for r in run.results.get("noise") or []
                      if is_number(r.get("sigma")) and r["sigma"] > 0})
