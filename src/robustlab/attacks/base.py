@@ -38,20 +38,21 @@ Model = Callable[[Tensor], Tensor]
 
 
 def check_number(
-    name: str, value: Any, *, min: float | None = None, min_open: bool = False, max: float | None = None
+    name: str, value: Any, *, min: float | None = None, min_open: bool = False, max: float | None = None,
+    max_open: bool = False,
 ) -> float:
-    """``value`` as a finite float within the given bounds."""
+    """``value`` as a finite float within the given bounds (``*_open``: the bound itself excluded)."""
     ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if ok and min is not None:
         ok = value > min if min_open else value >= min
     if ok and max is not None:
-        ok = value <= max
+        ok = value < max if max_open else value <= max
     if not ok:
         parts = []
         if min is not None:
             parts.append(f"{'>' if min_open else '>='} {min:g}")
         if max is not None:
-            parts.append(f"<= {max:g}")
+            parts.append(f"{'<' if max_open else '<='} {max:g}")
         bound = " and ".join(parts)
         raise RobustlabError(f"{name} must be a finite number{' ' + bound if bound else ''}, got {value!r}")
     return float(value)

@@ -15,15 +15,16 @@ global RNG state), while consecutive batches still get different starts.
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
-from robustlab.attacks.base import check_int  # noqa: F401 (re-exported for the defenses)
+from robustlab.attacks.base import (
+    check_int,  # noqa: F401 (re-exported for the defenses)
+    check_number,
+)
 from robustlab.defenses.base import Defense
-from robustlab.errors import RobustlabError
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -40,20 +41,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 def check_float(name: str, value: Any, *, min: float | None = None, min_open: bool = False,
                 max: float | None = None, max_open: bool = False) -> float:
     """``value`` as a finite float in the given range, else a one-line :class:`RobustlabError`."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and min is not None:
-        ok = value > min if min_open else value >= min
-    if ok and max is not None:
-        ok = value < max if max_open else value <= max
-    if not ok:
-        bounds = []
-        if min is not None:
-            bounds.append(f"{'>' if min_open else '>='} {min:g}")
-        if max is not None:
-            bounds.append(f"{'<' if max_open else '<='} {max:g}")
-        rng = f" {' and '.join(bounds)}" if bounds else ""
-        raise RobustlabError(f"{name} must be a finite number{rng}, got {value!r}")
-    return float(value)
+    return check_number(name, value, min=min, min_open=min_open, max=max, max_open=max_open)
 
 
 def check_norm(norm: Any) -> str:
