@@ -18,6 +18,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "ROBUSTLAB_QUIET": "1"}
 COMMON = ["train", "--dataset", "digits", "--model", "small_cnn", "--epochs", "2", "--seed", "5",
           "--train-subset", "640", "--val-fraction", "0", "--set", "model.batchnorm=false",
           "--set", "model.options.width=8", "--set", "train.monitor=train_accuracy", "--quiet"]
+ONE_EPOCH = [("1" if prev == "--epochs" else a) for prev, a in zip([None, *COMMON[:-1]], COMMON, strict=True)]
+"""COMMON for one epoch: the first half of an interrupted run, and enough for a model worth attacking."""
 
 
 def _run(args: list[str]) -> None:
@@ -27,6 +29,7 @@ def _run(args: list[str]) -> None:
 
 
 def test_two_process_training_matches_one(tmp_path):
+    """Same weights and metrics as one process on the same global batch; a one-process run resumes on two."""
     _run([*COMMON, "--batch-size", "64", "--out", str(tmp_path / "single")])
     _run([*COMMON, "--batch-size", "32", "--nproc", "2", "--out", str(tmp_path / "ddp")])
     a = load_checkpoint(tmp_path / "single" / "checkpoints" / "last.pt")["model"]
@@ -42,6 +45,17 @@ def test_two_process_training_matches_one(tmp_path):
     ra, rb = read_json(tmp_path / "single" / "results.json"), read_json(tmp_path / "ddp" / "results.json")
     assert ra["clean_accuracy"] == pytest.approx(rb["clean_accuracy"], abs=1e-9)
 
+    # a run stopped after epoch 1 on one process resumes on two and ends where the one-process run did
+    _run([*ONE_EPOCH, "--batch-size", "64", "--out", str(tmp_path / "moved")])
+    _run([*COMMON, "--batch-size", "32", "--nproc", "2", "--resume", "--out", str(tmp_path / "moved")])
+    c = load_checkpoint(tmp_path / "moved" / "checkpoints" / "last.pt")
+    assert c["epoch"] == 2
+    for k in a:
+        assert torch.allclose(a[k], c["model"][k], atol=1e-5, rtol=1e-4), k
+    mc = read_jsonl(tmp_path / "moved" / "metrics.jsonl")
+    assert [r["epoch"] for r in mc] == [1, 2]
+    assert mc[1]["train_accuracy"] == pytest.approx(ma[1]["train_accuracy"], abs=1e-9)
+
 
 EVAL = ["--attacks", "fgsm,pgd,deepfool", "--eps", "0.05,0.1", "--noise", "0.1", "--n-samples", "300",
         "--steps", "5", "--quiet"]
@@ -55,9 +69,7 @@ def test_two_process_evaluation_matches_one(tmp_path):
 
     from robustlab.evaluation.samples import load_per_sample
 
-    # one epoch is enough for a model worth attacking
-    train = ["1" if prev == "--epochs" else a for prev, a in zip([None, *COMMON[:-1]], COMMON, strict=True)]
-    _run([*train, "--batch-size", "64", "--set", "data.eval_batch_size=64", "--out", str(tmp_path / "run")])
+    _run([*ONE_EPOCH, "--batch-size", "64", "--set", "data.eval_batch_size=64", "--out", str(tmp_path / "run")])
     shutil.copytree(tmp_path / "run", tmp_path / "copy")
     _run(["evaluate", str(tmp_path / "run"), *EVAL])
     _run(["evaluate", str(tmp_path / "copy"), *EVAL, "--nproc", "2"])
