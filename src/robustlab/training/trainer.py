@@ -76,6 +76,7 @@ class Trainer:
         config_snapshot: dict[str, Any] | None = None,
     ) -> None:
         self.device = D.local_device(device or torch.device("cpu"))
+        autocast_context(self.device, cfg.amp)  # an --amp the device cannot run fails here, not mid-epoch
         self.model = model.to(self.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
