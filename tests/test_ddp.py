@@ -57,6 +57,22 @@ def test_two_process_training_matches_one(tmp_path):
     assert mc[1]["train_accuracy"] == pytest.approx(ma[1]["train_accuracy"], abs=1e-9)
 
 
+def test_two_process_adversarial_training_matches_one(tmp_path):
+    """PGD adversarial training under DDP: each rank attacks its half-batch on the unwrapped model, and
+    the weights equal one process's (PGD without a random start, so both runs see the same examples)."""
+    pgd = ["--defense", "pgd-at", "--eps", "0.1", "--set", "defense.params.steps=2",
+           "--set", "defense.params.attack_params.random_start=false"]
+    _run([*ONE_EPOCH, *pgd, "--batch-size", "64", "--out", str(tmp_path / "single")])
+    _run([*ONE_EPOCH, *pgd, "--batch-size", "32", "--nproc", "2", "--out", str(tmp_path / "ddp")])
+    a = load_checkpoint(tmp_path / "single" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")["model"]
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
+    ma, mb = read_jsonl(tmp_path / "single" / "metrics.jsonl"), read_jsonl(tmp_path / "ddp" / "metrics.jsonl")
+    assert ma[0]["train_loss"] == pytest.approx(mb[0]["train_loss"], rel=1e-5)  # the loss on adversarial examples
+    assert ma[0]["train_accuracy"] == pytest.approx(mb[0]["train_accuracy"], abs=1e-9)
+
+
 EVAL = ["--attacks", "fgsm,pgd,deepfool", "--eps", "0.05,0.1", "--noise", "0.1", "--n-samples", "300",
         "--steps", "5", "--quiet"]
 
