@@ -108,3 +108,11 @@ def test_every_sanity_flag_is_documented():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "sanity-flags.md").read_text()
     for code, entry in FLAG_DOCS.items():
         assert f"`{code}`" in doc and entry["remedy"] and entry["remedy"][:40] in doc
+
+
+def test_unusable_amp_fails_before_anything_is_written(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = run_cli(["train", "--dataset", "digits", "--device", "cpu", "--amp", "fp16", "--out", str(out)],
+                           capsys)
+    assert code == 2 and err.strip() == "robustlab: error: --amp fp16 needs a CUDA GPU; use --amp bf16 on CPU"
+    assert not out.exists()

@@ -28,7 +28,7 @@ from robustlab.progress import log
 from robustlab.runs import RunDir
 from robustlab.tasks import ClassificationTask
 from robustlab.tasks.registry import TaskFamily, get_task_family, register_task_family
-from robustlab.training import Trainer
+from robustlab.training import Trainer, autocast_context
 from robustlab.training import distributed as D
 from robustlab.training.seeding import resolve_device, seed_everything
 from robustlab.validation import check_labels, check_pixels
@@ -157,6 +157,7 @@ def train_experiment(
     """Train ``cfg`` into the run folder ``out`` and record the clean test accuracy in results.json."""
     validate_names(cfg)
     device = resolve_device(cfg.device)
+    autocast_context(device, cfg.train.amp)  # an unusable --amp fails before a run folder or data exist
     D.init_from_env(device.type)
     run = RunDir.create(out, resume=resume, overwrite=overwrite) if D.is_main() else RunDir(out)
     try:

@@ -41,12 +41,29 @@ def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, le
     yield from tqdm(iterable, desc=desc, total=total, leave=leave, dynamic_ncols=True)
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """A stream handler writing to whatever ``sys.stderr`` is when a line is logged, so that a later
+    redirection (``contextlib.redirect_stderr``, pytest's capture) is honoured and a replaced,
+    since closed stream is never written to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def setup_logging(level: int = logging.INFO) -> None:
-    """Send robustlab's status lines to stderr as ``robustlab: message``."""
+    """Send robustlab's status lines to the current stderr as ``robustlab: message``."""
     if log.handlers:
         log.setLevel(level)
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderr()
     handler.setFormatter(logging.Formatter("robustlab: %(message)s"))
     log.addHandler(handler)
     log.setLevel(level)

@@ -9,7 +9,6 @@ Every function here works on whole tensors (no per-image Python loop). Conventio
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,23 +18,12 @@ from torch import Tensor, nn
 
 from robustlab.data import make_loader
 from robustlab.errors import RobustlabError
+from robustlab.precision import autocast_context
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
 # -- plumbing shared by the evaluation modules ---------------------------------------------------
-
-
-def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for ``amp`` ∈ {"bf16", "fp16"} on ``device``; a null context for ``"none"``."""
-    if amp == "none":
-        return contextlib.nullcontext()
-    if amp not in ("bf16", "fp16"):
-        raise RobustlabError(f"unknown amp {amp!r}; choose one of: none, bf16, fp16")
-    if amp == "fp16" and device.type == "cpu":
-        raise RobustlabError("amp fp16 needs a CUDA GPU; use amp bf16 on CPU")
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def derive_seed(seed: int, *parts: int | str) -> int:
@@ -57,7 +45,7 @@ def predict(model: nn.Module, x: Tensor, amp: str = "none") -> Tensor:
     """Predicted classes ``(N,)`` int64 of pixels ``x`` ``(N, C, H, W)`` (forward under ``amp``)."""
     if x.shape[0] == 0:
         return torch.empty(0, dtype=torch.long, device=x.device)
-    with autocast(x.device, amp):
+    with autocast_context(x.device, amp):
         return model(x).argmax(dim=1)
 
 

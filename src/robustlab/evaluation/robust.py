@@ -59,7 +59,6 @@ from robustlab.data import make_loader, subset
 from robustlab.errors import RobustlabError
 from robustlab.evaluation import flags as F
 from robustlab.evaluation.metrics import (
-    autocast,
     confusion_matrix,
     derive_seed,
     model_dtype,
@@ -79,6 +78,7 @@ from robustlab.evaluation.runner import (
 )
 from robustlab.evaluation.sanity import sanity_measurements
 from robustlab.evaluation.state import fingerprint, load_state, save_state
+from robustlab.precision import autocast_context
 from robustlab.progress import bar, bars_enabled, log
 from robustlab.training import distributed as D
 
@@ -200,7 +200,7 @@ class _Evaluator:
         native norms (B,))``; rows outside ``todo`` get pred −1, not fooled, nan norms."""
         plan = self.plans[k]
         attack = plan.build(eps, seed, self.early)
-        with autocast(self.device, self.amp):
+        with autocast_context(self.device, self.amp):
             x_adv = run_attack(attack, self.model, x, y, todo)
         idx = todo.nonzero().squeeze(1)
         xa, xo = x_adv[idx], x[idx]
@@ -298,7 +298,7 @@ class _Evaluator:
         for k, plan in enumerate(self.plans):
             eps = None if plan.minimal else self.eps[-1]
             attack = plan.build(eps, derive_seed(self.seed, "examples", k), False)
-            with autocast(self.device, self.amp):
+            with autocast_context(self.device, self.amp):
                 x_adv = run_attack(attack, self.model, x, y, everyone)
             out["x_adv"][plan.name] = x_adv.detach().cpu()
             out["adv_pred"][plan.name] = predict(self.model, x_adv, self.amp).cpu()
@@ -420,7 +420,7 @@ def evaluate_robustness(
             for xb, yb in make_loader(data, batch_size=batch_size):
                 yield xb.to(device, dtype), yb.to(device)
 
-        fit_seconds = fit_attacks(plans, model, batches, ev.eps, seed, lambda: autocast(device, amp))
+        fit_seconds = fit_attacks(plans, model, batches, ev.eps, seed, lambda: autocast_context(device, amp))
         for (k, e), sec in fit_seconds.items():
             acc["seconds"][k, ev.eps.index(e)] += sec
 

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from robustlab.attacks.norms import geometry
 from robustlab.config import EvalConfig
-from robustlab.evaluation.metrics import autocast, derive_seed, predict
+from robustlab.evaluation.metrics import derive_seed, predict
 from robustlab.evaluation.runner import (
     AttackFactory,
     AttackPlan,
@@ -34,6 +34,7 @@ from robustlab.evaluation.runner import (
     probe_attack,
     run_attack,
 )
+from robustlab.precision import autocast_context
 
 LARGE_EPS_LINF = 0.5
 """L∞ budget of the large-eps check: every image can be turned mid-gray."""
@@ -81,7 +82,7 @@ def gradient_zero_fraction(model: nn.Module, x: Tensor, y: Tensor) -> float:
 def randomness(model: nn.Module, x: Tensor, amp: str) -> dict[str, Any]:
     """Two forward passes on ``x``: ``{n, max_rel_diff, disagreement}`` (logit difference relative to
     the largest logit magnitude; fraction of changed predictions)."""
-    with autocast(x.device, amp):
+    with autocast_context(x.device, amp):
         a, b = model(x).float(), model(x).float()
     scale = float(a.abs().max()) if a.numel() else 0.0
     diff = float((a - b).abs().max()) if a.numel() else 0.0
@@ -116,7 +117,7 @@ def _run(plan: AttackPlan, model: nn.Module, x: Tensor, y: Tensor, eps: float | 
         params.update(extra or {})
         attack = plan.factory(plan.name, **params)
     active = torch.ones_like(y, dtype=torch.bool) if rows is None else rows
-    with autocast(x.device, amp):
+    with autocast_context(x.device, amp):
         x_adv = run_attack(attack, model, x, y, active)
     return x_adv, predict(model, x_adv, amp)
 

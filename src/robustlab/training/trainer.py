@@ -8,7 +8,6 @@ schedule, AMP scaler, RNG and defense state, so ``--resume`` continues exactly),
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from robustlab.checkpoint import load_checkpoint, load_model_state, save_checkpo
 from robustlab.config import TrainConfig
 from robustlab.defenses.base import Defense
 from robustlab.errors import RobustlabError
+from robustlab.precision import autocast_context
 from robustlab.progress import bar, bars_enabled, log
 from robustlab.runs import RunDir
 from robustlab.tasks.base import Task
@@ -43,16 +43,6 @@ class FitResult:
     best_value: float | None = None
     stopped_early: bool = False
     epochs_run: int = 0
-
-
-def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for ``amp`` in {bf16, fp16} on ``device``; a null context for ``none``."""
-    if amp == "none":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    if device.type == "cpu" and amp == "fp16":
-        raise RobustlabError("--amp fp16 needs a CUDA GPU; use --amp bf16 on CPU")
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 class Trainer:
