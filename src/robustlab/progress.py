@@ -46,9 +46,6 @@ class _CurrentStderr(logging.StreamHandler):
     redirection (``contextlib.redirect_stderr``, pytest's capture) is honoured and a replaced,
     since closed stream is never written to."""
 
-    def __init__(self) -> None:
-        super().__init__()
-
     @property
     def stream(self):  # type: ignore[override]
         return sys.stderr
