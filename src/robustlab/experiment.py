@@ -24,11 +24,12 @@ from robustlab.defenses import build_defense
 from robustlab.errors import RobustlabError
 from robustlab.io import read_json
 from robustlab.models import ImageClassifier, build_model, load_pretrained
+from robustlab.precision import autocast_context
 from robustlab.progress import log
 from robustlab.runs import RunDir
 from robustlab.tasks import ClassificationTask
 from robustlab.tasks.registry import TaskFamily, get_task_family, register_task_family
-from robustlab.training import Trainer, autocast_context
+from robustlab.training import Trainer
 from robustlab.training import distributed as D
 from robustlab.training.seeding import resolve_device, seed_everything
 from robustlab.validation import check_labels, check_pixels

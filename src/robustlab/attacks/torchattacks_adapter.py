@@ -45,6 +45,13 @@ def wrapped_params(attack: str | type) -> frozenset[str]:
                      if p not in ("self", "model") and v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD))
 
 
+def torchattacks_keywords(name: str) -> frozenset[str]:
+    """:func:`wrapped_params` of the class named by a registry name ``"torchattacks:<Class>"``; empty for
+    any other name (robustlab's own attacks), without importing torchattacks."""
+    prefix, _, cls = name.strip().partition(":")
+    return wrapped_params(cls.strip()) if prefix.lower() == "torchattacks" and cls.strip() else frozenset()
+
+
 class TorchattacksAttack(Attack):
     """Adapter: ``TorchattacksAttack("PGD", eps=8/255, alpha=2/255, steps=10)(model, x, y)``.
 

@@ -20,10 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustlab.attacks.base import (
-    check_int,  # noqa: F401 (re-exported for the defenses)
-    check_number,
-)
+from robustlab.attacks.base import check_int  # noqa: F401 (re-exported for the defenses)
+from robustlab.attacks.base import check_number as check_float  # the defenses' name for it
+from robustlab.attacks.torchattacks_adapter import torchattacks_keywords
 from robustlab.defenses.base import Defense
 
 
@@ -36,12 +35,6 @@ def unwrap(model: nn.Module) -> nn.Module:
             model = model._orig_mod
         else:
             return model
-
-
-def check_float(name: str, value: Any, *, min: float | None = None, min_open: bool = False,
-                max: float | None = None, max_open: bool = False) -> float:
-    """``value`` as a finite float in the given range, else a one-line :class:`RobustlabError`."""
-    return check_number(name, value, min=min, min_open=min_open, max=max, max_open=max_open)
 
 
 def check_norm(norm: Any) -> str:
@@ -94,10 +87,7 @@ def make_attack(name: str, defaults: dict[str, Any], overrides: dict[str, Any] |
         accepted = set(inspect.signature(attack_class(name).__init__).parameters)
     except (TypeError, ValueError):  # pragma: no cover - exotic registry entry
         accepted = set(defaults)
-    if name.strip().lower().startswith("torchattacks:"):  # the adapter passes the wrapped class's keywords
-        from robustlab.attacks.torchattacks_adapter import wrapped_params
-
-        accepted |= wrapped_params(name.split(":", 1)[1].strip())
+    accepted |= torchattacks_keywords(name)  # the adapter passes the wrapped class's keywords on
     params = {k: v for k, v in defaults.items() if k in accepted and v is not None}
     params.update(overrides or {})
     return build_attack(name, **params)

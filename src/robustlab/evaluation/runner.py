@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robustlab.attacks.torchattacks_adapter import torchattacks_keywords
 from robustlab.config import EvalConfig
 from robustlab.errors import RobustlabError
 
@@ -82,10 +83,7 @@ def probe_attack(
     else:
         sig = inspect.signature(type(probe).__init__)
         accepted = frozenset(p for p in sig.parameters if p != "self")
-    if name.startswith("torchattacks:"):  # the adapter forwards the wrapped class's own keywords
-        from robustlab.attacks.torchattacks_adapter import wrapped_params
-
-        accepted |= wrapped_params(name.split(":", 1)[1])
+    accepted |= torchattacks_keywords(name)  # the adapter forwards the wrapped class's own keywords
     fixed = None if "norm" in accepted else getattr(probe, "norm", None)
     return accepted, fixed
 
