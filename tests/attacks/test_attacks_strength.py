@@ -91,7 +91,7 @@ def test_apgd_matches_torchattacks_apgd(digits, digits_model) -> None:
     ours = accuracy(digits_model, APGDCE(eps=0.1, steps=25)(digits_model, x, y), y)
     with torch.random.fork_rng():
         theirs = accuracy(digits_model, torchattacks.APGD(digits_model, eps=0.1, steps=25)(x, y), y)
-    assert abs(ours - theirs) <= 2.0, (ours, theirs)
+    assert abs(ours - theirs) <= 2.0 + 1e-4, (ours, theirs)  # 6 images of 300; float32 percentages carry ~1e-6
 
 
 # -- strength sanity -------------------------------------------------------------------------------
