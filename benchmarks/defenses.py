@@ -44,10 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mdtable import update_section  # noqa: E402
 from robustlab.attacks import build_attack
 from robustlab.config import parse_config
+from robustlab.core.progress import log
+from robustlab.core.runs import RunDir
 from robustlab.data import make_loader
 from robustlab.experiment import load_run_model, train_experiment
-from robustlab.progress import log
-from robustlab.runs import RunDir
 
 EPS = 0.1
 PGD_STEPS = 20
@@ -207,7 +207,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from robustlab.progress import setup_logging
+    from robustlab.core.progress import setup_logging
 
     setup_logging()
     args = parse_args(argv)

@@ -25,12 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mdtable import machine, table, update_section  # noqa: E402
 from robustlab.attacks import PGD  # noqa: E402
 from robustlab.config import TrainConfig  # noqa: E402
+from robustlab.core import distributed as D  # noqa: E402
 from robustlab.data import DatasetInfo, TensorImageDataset, make_loader  # noqa: E402
 from robustlab.defenses import build_defense  # noqa: E402
+from robustlab.labs.classification.task import ClassificationTask  # noqa: E402
 from robustlab.models import build_model  # noqa: E402
-from robustlab.tasks import ClassificationTask  # noqa: E402
 from robustlab.training import Trainer  # noqa: E402
-from robustlab.training import distributed as D  # noqa: E402
 
 MODELS = {"small_cnn": (1, 28, 128), "resnet18_cifar": (3, 32, 64)}
 BATCHES = {"small_cnn": 8, "resnet18_cifar": 2}

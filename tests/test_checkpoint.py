@@ -3,8 +3,8 @@ import pickle
 import pytest
 import torch
 
-from robustlab.checkpoint import load_checkpoint, read_state_dict, save_checkpoint
-from robustlab.errors import RobustlabError
+from robustlab.core.checkpoint import load_checkpoint, read_state_dict, save_checkpoint
+from robustlab.core.errors import RobustlabError
 from robustlab.models import build_model
 
 

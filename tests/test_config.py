@@ -1,7 +1,7 @@
 import pytest
 
 from robustlab.config import EvalConfig, ExperimentConfig, load_yaml, parse_config, parse_override, set_dotted
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
 
 
 def test_defaults_resolve_to_every_field():

@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
-from robustlab.checkpoint import load_checkpoint
-from robustlab.io import read_json, read_jsonl
+from robustlab.core.checkpoint import load_checkpoint
+from robustlab.core.io import read_json, read_jsonl
 
 pytestmark = pytest.mark.ddp
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "ROBUSTLAB_QUIET": "1"}

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
 from robustlab.models import build_model, list_models, load_pretrained
 
 

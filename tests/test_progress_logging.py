@@ -3,7 +3,7 @@
 import contextlib
 import io
 
-from robustlab.progress import log, setup_logging
+from robustlab.core.progress import log, setup_logging
 
 
 def test_status_lines_follow_stderr_redirection():

@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from robustlab.errors import RobustlabError
-from robustlab.io import atomic_write, read_jsonl
-from robustlab.runs import RunDir
+from robustlab.core.errors import RobustlabError
+from robustlab.core.io import atomic_write, read_jsonl
+from robustlab.core.runs import RunDir
 
 
 def test_new_run_layout(tmp_path):
@@ -44,7 +44,7 @@ def test_lock_refuses_a_second_live_writer(tmp_path):
     run_path = tmp_path / "r"
     child = subprocess.Popen(
         [sys.executable, "-c",
-         f"from robustlab.runs import RunDir; import time; RunDir.create({str(run_path)!r}); "
+         f"from robustlab.core.runs import RunDir; import time; RunDir.create({str(run_path)!r}); "
          "print('locked', flush=True); time.sleep(30)"],
         stdout=subprocess.PIPE, text=True,
     )

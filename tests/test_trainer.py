@@ -1,15 +1,15 @@
 import pytest
 import torch
 
-from robustlab.checkpoint import load_checkpoint
 from robustlab.config import TrainConfig, parse_config
+from robustlab.core.checkpoint import load_checkpoint
+from robustlab.core.errors import RobustlabError
+from robustlab.core.runs import RunDir
 from robustlab.data import load_dataset, make_loader, subset
 from robustlab.defenses import Defense
-from robustlab.errors import RobustlabError
 from robustlab.experiment import train_experiment
+from robustlab.labs.classification.task import ClassificationTask
 from robustlab.models import build_model
-from robustlab.runs import RunDir
-from robustlab.tasks import ClassificationTask
 from robustlab.training import NonFiniteLossError, Trainer
 from robustlab.training.optim import Schedule, build_optimizer
 

@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from robustlab.config import TrainConfig
+from robustlab.core.errors import RobustlabError
 from robustlab.data import DatasetInfo, TensorImageDataset, load_dataset, make_loader, subset
 from robustlab.defenses import build_defense
-from robustlab.errors import RobustlabError
+from robustlab.labs.classification.task import ClassificationTask
 from robustlab.models import build_model
-from robustlab.tasks import ClassificationTask
 from robustlab.training import Trainer
 
 

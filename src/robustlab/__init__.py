@@ -4,7 +4,7 @@ Every model takes pixels in [0, 1] (NCHW float) and carries its own normalizatio
 attack works in pixel space. See ``robustlab --help`` for the CLI.
 """
 
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
 
 __version__ = "0.1.0"
 __all__ = ["RobustlabError", "__version__"]

@@ -15,8 +15,8 @@ import click
 import typer
 
 from robustlab import __version__
-from robustlab.errors import RobustlabError
-from robustlab.progress import set_quiet, setup_logging
+from robustlab.core.errors import RobustlabError
+from robustlab.core.progress import set_quiet, setup_logging
 
 try:  # typer >= 0.20 vendors its own copy of click
     from typer._click import exceptions as _typer_click
@@ -209,9 +209,9 @@ def train(
     debug: Debug = False,
 ) -> None:
     """Train a model into a run folder (config.yaml, metrics.jsonl, checkpoints/, results.json, report.html)."""
+    from robustlab.core import distributed as D
     from robustlab.experiment import train_experiment
     from robustlab.pipeline import evaluate_run, report_run
-    from robustlab.training import distributed as D
 
     _common(quiet)
     _maybe_relaunch(nproc)
@@ -252,7 +252,7 @@ def _maybe_relaunch(nproc: int) -> None:
         raise RobustlabError(f"--nproc must be >= 1, got {nproc}")
     if nproc == 1 or "WORLD_SIZE" in os.environ:
         return
-    from robustlab.training.distributed import torchrun_command
+    from robustlab.core.distributed import torchrun_command
 
     argv, skip = [], False
     for a in _ARGS:
@@ -291,9 +291,9 @@ def evaluate_cmd(
 
     Under torchrun (or with ``--nproc N``) the ranks share the batches; the numbers and the per-sample
     outcomes equal a one-process evaluation's."""
+    from robustlab.core import distributed as D
+    from robustlab.core.runs import RunDir
     from robustlab.pipeline import evaluate_run, report_run
-    from robustlab.runs import RunDir
-    from robustlab.training import distributed as D
 
     _common(quiet)
     overrides: dict[str, Any] = {}
@@ -314,7 +314,7 @@ def evaluate_cmd(
         parse_config(overrides, where="evaluate options", model=EvalConfig)
         if "attacks" in overrides:
             from robustlab.attacks import ATTACKS
-            from robustlab.errors import choice_error
+            from robustlab.core.errors import choice_error
 
             for a in overrides["attacks"]:
                 key = a.lower().replace("_", "-")
@@ -364,8 +364,8 @@ def report(
     debug: Debug = False,
 ) -> None:
     """(Re)write the run's self-contained report.html."""
+    from robustlab.core.runs import RunDir
     from robustlab.pipeline import report_run
-    from robustlab.runs import RunDir
 
     RunDir.open(run_dir)
     typer.echo(str(report_run(run_dir)))

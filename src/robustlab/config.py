@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
 
 
 class _Strict(BaseModel):

@@ -17,22 +17,22 @@ import torch
 from torch.utils.data.distributed import DistributedSampler
 
 from robustlab import data as rdata
-from robustlab.checkpoint import load_checkpoint, load_model_state
 from robustlab.config import ExperimentConfig, parse_config
+from robustlab.core import distributed as D
+from robustlab.core.checkpoint import load_checkpoint, load_model_state
+from robustlab.core.errors import RobustlabError
+from robustlab.core.io import read_json
+from robustlab.core.precision import autocast_context
+from robustlab.core.progress import log
+from robustlab.core.runs import RunDir
+from robustlab.core.seeding import resolve_device, seed_everything
 from robustlab.data.spec import DatasetInfo
+from robustlab.data.validation import check_labels, check_pixels
 from robustlab.defenses import build_defense
-from robustlab.errors import RobustlabError
-from robustlab.io import read_json
+from robustlab.labs.classification.task import ClassificationTask
 from robustlab.models import ImageClassifier, build_model, load_pretrained
-from robustlab.precision import autocast_context
-from robustlab.progress import log
-from robustlab.runs import RunDir
-from robustlab.tasks import ClassificationTask
 from robustlab.tasks.registry import TaskFamily, get_task_family, register_task_family
 from robustlab.training import Trainer
-from robustlab.training import distributed as D
-from robustlab.training.seeding import resolve_device, seed_everything
-from robustlab.validation import check_labels, check_pixels
 
 SMOKE_SIZES = {"train": 96, "test": 64}
 
@@ -245,8 +245,8 @@ def read_results(run_dir: str | Path) -> dict[str, Any]:
 def validate_names(cfg: ExperimentConfig) -> None:
     """Check every registry name in ``cfg`` (dataset, model, defense, augmentation, attacks) before
     any folder is created, so a typo fails fast with the list of valid choices."""
+    from robustlab.core.errors import choice_error
     from robustlab.defenses import DEFENSES
-    from robustlab.errors import choice_error
     from robustlab.models.registry import _BUILDERS
 
     rdata.dataset_info(cfg.data.dataset)

@@ -12,12 +12,12 @@ from typing import Any
 import torch
 
 from robustlab.config import EvalConfig
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
+from robustlab.core.progress import log
+from robustlab.core.runs import RunDir
+from robustlab.core.seeding import resolve_device
 from robustlab.experiment import load_run_config, load_run_model
-from robustlab.progress import log
-from robustlab.runs import RunDir
 from robustlab.tasks.registry import get_task_family
-from robustlab.training.seeding import resolve_device
 
 
 def evaluate_run(
@@ -32,7 +32,7 @@ def evaluate_run(
     numbers and per-sample outcomes are those of one process; rank 0 alone writes the folder (other
     ranks return the evaluation sections without the rest of ``results.json``).
     """
-    from robustlab.training import distributed as D
+    from robustlab.core import distributed as D
 
     if checkpoint not in ("best", "last"):
         raise RobustlabError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
@@ -174,7 +174,7 @@ def report_run(run_dir: str | Path) -> Path:
 
 def compare_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = None) -> Path:
     """One report across several run folders: HTML, or Markdown tables when ``out`` ends in ``.md``."""
-    from robustlab.io import atomic_write_text
+    from robustlab.core.io import atomic_write_text
     from robustlab.report import compare_markdown, compare_report
 
     for r in run_dirs:

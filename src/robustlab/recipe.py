@@ -30,9 +30,9 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from robustlab.config import ExperimentConfig, _Strict, load_yaml, parse_config
-from robustlab.errors import RobustlabError
-from robustlab.progress import log
-from robustlab.runs import RunDir
+from robustlab.core.errors import RobustlabError
+from robustlab.core.progress import log
+from robustlab.core.runs import RunDir
 
 #: applied to every run under --smoke before the recipe's own smoke section: small sanity samples
 SMOKE_DEFAULTS: dict[str, Any] = {"evaluate": {"sanity_samples": 16, "n_examples": 4}}

@@ -22,7 +22,7 @@ from robustlab.attacks import (
     TorchattacksAttack,
     build_attack,
 )
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
 
 
 def raises(match: str):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from robustlab.core.errors import RobustlabError
 from robustlab.data import is_available, load_dataset
-from robustlab.errors import RobustlabError
 
 
 def _check_images(ds, shape):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from robustlab.core.errors import RobustlabError
 from robustlab.data import adapt, make_loader, subset
-from robustlab.errors import RobustlabError
 
 
 def test_batches_shapes_and_dtypes(toy):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from robustlab.core.errors import RobustlabError
 from robustlab.data import catalog, dataset_info, default_data_root, is_available, list_datasets, load_dataset
-from robustlab.errors import RobustlabError
 
 EXPECTED = {
     "cifar10",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from robustlab.core.errors import RobustlabError
 from robustlab.data import GaussianNoise, augmentation
-from robustlab.errors import RobustlabError
 
 
 @pytest.mark.parametrize(("name", "shape"), [("cifar", (3, 32, 32)), ("digits", (1, 28, 28)), ("cifar", (1, 8, 8))])

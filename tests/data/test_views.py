@@ -9,9 +9,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from robustlab.core.errors import RobustlabError
 from robustlab.data import adapt, subset, train_val_split
 from robustlab.data.views import LUMA
-from robustlab.errors import RobustlabError
 
 
 def _ids(ds):

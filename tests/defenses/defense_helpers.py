@@ -11,8 +11,8 @@ from torch import nn
 from robustlab.config import TrainConfig
 from robustlab.data import make_loader
 from robustlab.defenses import Defense
+from robustlab.labs.classification.task import ClassificationTask
 from robustlab.models import build_model
-from robustlab.tasks import ClassificationTask
 from robustlab.training import Trainer
 
 torch.set_num_threads(1)

@@ -7,9 +7,9 @@ import torch
 from defense_helpers import first_batch, tiny_model, train
 
 from robustlab.attacks import build_attack
+from robustlab.core.errors import RobustlabError
 from robustlab.defenses import KNNClassifier, build_defense, knn_under_attack
-from robustlab.errors import RobustlabError
-from robustlab.tasks import ClassificationTask
+from robustlab.labs.classification.task import ClassificationTask
 
 
 @pytest.fixture(scope="module")

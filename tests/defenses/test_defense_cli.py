@@ -10,8 +10,8 @@ import yaml
 
 from robustlab.cli import main
 from robustlab.config import parse_config
+from robustlab.core.errors import RobustlabError
 from robustlab.defenses import fine_tune_config
-from robustlab.errors import RobustlabError
 from robustlab.experiment import train_experiment
 
 SMALL = ["--dataset", "digits", "--model", "small_cnn", "--epochs", "1", "--set", "model.options.width=8",

@@ -6,7 +6,7 @@ import pytest
 import torch
 from defense_helpers import first_batch, tiny_model, train
 
-from robustlab.checkpoint import load_checkpoint, save_checkpoint
+from robustlab.core.checkpoint import load_checkpoint, save_checkpoint
 from robustlab.defenses import FGSMRandomStart, build_defense, detect_collapse
 from robustlab.defenses.fgsm_rs import COLLAPSE_FLOOR
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 from defense_helpers import counting_step, first_batch, tiny_model
 
-from robustlab.checkpoint import load_checkpoint, save_checkpoint
 from robustlab.config import TrainConfig
+from robustlab.core.checkpoint import load_checkpoint, save_checkpoint
 from robustlab.data import make_loader, subset
 from robustlab.defenses import build_defense
-from robustlab.tasks import ClassificationTask
+from robustlab.labs.classification.task import ClassificationTask
 from robustlab.training import Trainer
 
 

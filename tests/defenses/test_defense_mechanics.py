@@ -15,7 +15,7 @@ from torch import nn
 from robustlab.config import TrainConfig
 from robustlab.data import make_loader
 from robustlab.defenses import build_defense
-from robustlab.tasks import ClassificationTask
+from robustlab.labs.classification.task import ClassificationTask
 from robustlab.training import Trainer
 
 CASES = [

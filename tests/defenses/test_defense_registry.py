@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from robustlab.core.errors import RobustlabError
 from robustlab.defenses import DEFENSES, build_defense, defense_params
-from robustlab.errors import RobustlabError
 
 ADVERSARIAL = ["pgd-at", "fgsm-rs", "free", "trades", "mixed"]
 

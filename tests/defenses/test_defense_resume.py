@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robustlab.checkpoint import load_checkpoint
 from robustlab.config import parse_config
+from robustlab.core.checkpoint import load_checkpoint
 from robustlab.experiment import train_experiment
 
 

@@ -8,11 +8,11 @@ from defense_helpers import tiny_model
 
 from robustlab.attacks import build_attack
 from robustlab.config import TrainConfig, parse_config
+from robustlab.core.io import read_jsonl
 from robustlab.data import make_loader, subset
 from robustlab.defenses import build_defense
 from robustlab.experiment import train_experiment
-from robustlab.io import read_jsonl
-from robustlab.tasks import ClassificationTask
+from robustlab.labs.classification.task import ClassificationTask
 from robustlab.training import Trainer
 
 

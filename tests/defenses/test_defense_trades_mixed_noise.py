@@ -10,7 +10,7 @@ from defense_helpers import first_batch, tiny_model, train
 
 from robustlab.defenses import build_defense
 from robustlab.defenses.trades import kl_divergence
-from robustlab.tasks import ClassificationTask
+from robustlab.labs.classification.task import ClassificationTask
 
 
 # -- TRADES ------------------------------------------------------------------------------------------

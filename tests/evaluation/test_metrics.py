@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from robustlab.core.errors import RobustlabError
 from robustlab.data import DatasetInfo, TensorImageDataset
-from robustlab.errors import RobustlabError
 from robustlab.evaluation import (
     accuracy_under_noise,
     confusion_matrix,

@@ -9,8 +9,8 @@ import torch
 from evaluation_helpers import LabelLeakModel, QuantizedModel, RandomizedModel, attack_factory
 
 from robustlab.config import EvalConfig
+from robustlab.core.errors import RobustlabError
 from robustlab.data import DatasetInfo, TensorImageDataset
-from robustlab.errors import RobustlabError
 from robustlab.evaluation import accuracy_under_noise, evaluate_robustness
 from robustlab.evaluation.runner import accepts_active
 

@@ -8,13 +8,13 @@ import os
 import pytest
 import torch
 
-import robustlab.checkpoint as ckpt
-from robustlab.checkpoint import load_checkpoint, save_checkpoint
+import robustlab.core.checkpoint as ckpt
 from robustlab.config import parse_config
-from robustlab.errors import RobustlabError
+from robustlab.core.checkpoint import load_checkpoint, save_checkpoint
+from robustlab.core.errors import RobustlabError
+from robustlab.core.runs import RunDir
+from robustlab.data.validation import check_labels, check_pixels
 from robustlab.experiment import load_run_model, train_experiment
-from robustlab.runs import RunDir
-from robustlab.validation import check_labels, check_pixels
 
 
 def _tiny_cfg(**train):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from robustlab.cli import main
 from robustlab.config import ExperimentConfig, load_yaml, parse_config
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
 
 KEYS = ["data", "model", "train", "defense", "evaluate", "seed", "name", "dataset", "epochs", "lr", "eps",
         "batch_size", "val_fraction", "steps", "attacks", "optimizer", "options", "params", "bogus"]

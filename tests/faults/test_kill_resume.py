@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustlab.checkpoint import load_checkpoint
-from robustlab.io import read_jsonl
+from robustlab.core.checkpoint import load_checkpoint
+from robustlab.core.io import read_jsonl
 
 EPOCHS = 10
 ARGS = ["--dataset", "digits", "--model", "small_cnn", "--epochs", str(EPOCHS), "--seed", "7", "--batch-size", "32",

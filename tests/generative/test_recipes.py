@@ -63,7 +63,7 @@ def test_vqvae_mnist_recipe_smoke(tmp_path):
 
 
 def test_vq_study_tabulates_the_grid(tmp_path):
-    from robustlab.generative import vq_study
+    from robustlab.labs.generative import vq_study
 
     base = {
         "seed": 0, "device": "cpu", "task": "vqvae",

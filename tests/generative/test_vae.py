@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from robustlab.config import parse_config
+from robustlab.core.errors import RobustlabError
 from robustlab.data import dataset_info
-from robustlab.errors import RobustlabError
-from robustlab.generative import MLPVAE, VAETask, kl_divergence, reconstruction_loss
-from robustlab.generative.family import build_model, build_task
+from robustlab.labs.generative import MLPVAE, VAETask, kl_divergence, reconstruction_loss
+from robustlab.labs.generative.family import build_model, build_task
 
 
 def test_kl_matches_closed_form_and_torch_distributions():
@@ -110,7 +110,7 @@ def test_trained_cvae_samples_follow_the_requested_label(tmp_path):
 
 
 def test_judges_classify_separable_classes():
-    from robustlab.generative.judge import mlp_judge, nearest_class_mean
+    from robustlab.labs.generative.judge import mlp_judge, nearest_class_mean
 
     g = torch.Generator().manual_seed(0)
     y = torch.arange(60) % 3

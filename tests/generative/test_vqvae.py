@@ -8,7 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robustlab.generative import VQVAE, VectorQuantizer, VQVAETask, code_counts, colour_factors, colourize, usage_stats
+from robustlab.labs.generative import (
+    VQVAE,
+    VectorQuantizer,
+    VQVAETask,
+    code_counts,
+    colour_factors,
+    colourize,
+    usage_stats,
+)
 
 
 def _recon(model: VQVAE, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
 from robustlab.report import build_report, compare_report
 from robustlab.report.compare import pairings
 from robustlab.report.context import load_run

@@ -8,7 +8,7 @@ from torch import Tensor
 from robustlab.attacks.base import Attack, AttackContext, check_int, check_number
 from robustlab.attacks.losses import is_success_margin, margin_loss
 from robustlab.attacks.norms import per_sample
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
 
 
 class CWL2(Attack):

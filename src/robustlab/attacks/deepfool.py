@@ -8,7 +8,7 @@ from torch import Tensor
 
 from robustlab.attacks.base import Attack, AttackContext, check_int, check_number
 from robustlab.attacks.norms import geometry, per_sample
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
 
 
 class DeepFool(Attack):

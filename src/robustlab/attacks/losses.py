@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch.nn.functional as F
 from torch import Tensor
 
-from robustlab.errors import RobustlabError, choice_error
+from robustlab.core.errors import RobustlabError, choice_error
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 

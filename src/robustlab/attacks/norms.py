@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
-from robustlab.errors import choice_error
+from robustlab.core.errors import choice_error
 
 _TINY = 1e-12
 

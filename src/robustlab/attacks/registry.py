@@ -16,7 +16,7 @@ from robustlab.attacks.pgd import PGD
 from robustlab.attacks.square import Square
 from robustlab.attacks.torchattacks_adapter import TorchattacksAttack
 from robustlab.attacks.uap import UAP
-from robustlab.errors import RobustlabError, choice_error
+from robustlab.core.errors import RobustlabError, choice_error
 
 ATTACKS: dict[str, type[Attack]] = {
     cls.name: cls

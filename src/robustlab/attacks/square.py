@@ -9,7 +9,7 @@ from torch import Tensor
 
 from robustlab.attacks.base import Attack, AttackContext, check_int, check_number
 from robustlab.attacks.losses import margin_loss, success
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
 
 
 def p_schedule(p_init: float, it: int, n_queries: int) -> float:

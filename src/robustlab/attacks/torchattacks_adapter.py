@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.base import Attack, AttackContext
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
 
 
 def _torchattacks() -> Any:

@@ -22,9 +22,9 @@ from robustlab.attacks.base import (
     work_dtype,
 )
 from robustlab.attacks.norms import geometry
-from robustlab.errors import RobustlabError
-from robustlab.io import atomic_write_bytes
-from robustlab.progress import log, progress
+from robustlab.core.errors import RobustlabError
+from robustlab.core.io import atomic_write_bytes
+from robustlab.core.progress import log, progress
 
 FORMAT = "robustlab-uap"
 VERSION = "1"

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from robustlab.core.errors import RobustlabError
 from robustlab.data.base import Transform
 from robustlab.data.spec import DatasetInfo, DatasetSpec, download_hint, missing_data_error, run_download
 from robustlab.data.tensor_dataset import TensorImageDataset
-from robustlab.errors import RobustlabError
 
 CIFAR10_DIR = "cifar-10-batches-py"
 CIFAR100_DIR = "cifar-100-python"

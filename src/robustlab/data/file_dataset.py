@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from robustlab.core.errors import RobustlabError
 from robustlab.data.base import ImageDataset, Transform
 from robustlab.data.spec import DatasetInfo
-from robustlab.errors import RobustlabError
 
 
 def fit_image(img: Image.Image, size: tuple[int, int]) -> Image.Image:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from robustlab.core.errors import RobustlabError
 from robustlab.data.base import Transform
 from robustlab.data.file_dataset import FileImageDataset
 from robustlab.data.spec import (
@@ -23,7 +24,6 @@ from robustlab.data.spec import (
     run_download,
     size_pair,
 )
-from robustlab.errors import RobustlabError
 
 FOLDER = "flowers-102"
 DEFAULT_SIZE = 224

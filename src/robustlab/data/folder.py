@@ -15,10 +15,10 @@ import dataclasses
 import os
 from pathlib import Path
 
+from robustlab.core.errors import RobustlabError
 from robustlab.data.base import Transform
 from robustlab.data.file_dataset import FileImageDataset
 from robustlab.data.spec import DatasetInfo, DatasetSpec, missing_data_error, size_pair
-from robustlab.errors import RobustlabError
 
 DEFAULT_SIZE = 64
 # torchvision.datasets.folder.IMG_EXTENSIONS (copied: importing torchvision costs seconds)

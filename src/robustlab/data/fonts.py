@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
+from robustlab.core.errors import RobustlabError
+from robustlab.core.progress import log
 from robustlab.data.base import Transform
 from robustlab.data.spec import DatasetInfo, DatasetSpec, size_pair
 from robustlab.data.tensor_dataset import TensorImageDataset
-from robustlab.errors import RobustlabError
-from robustlab.progress import log
 
 FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.fonts", "~/.local/share/fonts")
 FONT_DIRS_ENV = "ROBUSTLAB_FONT_DIRS"  # extra folders, os.pathsep-separated, searched first

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from robustlab.core.errors import RobustlabError
 from robustlab.data.base import Transform
 from robustlab.data.spec import DatasetInfo, DatasetSpec, download_hint, missing_data_error, run_download
 from robustlab.data.tensor_dataset import TensorImageDataset
-from robustlab.errors import RobustlabError
 
 FASHION_ENV = "ROBUSTLAB_FASHION_MNIST_DIR"
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from robustlab.core.errors import RobustlabError, choice_error
+from robustlab.core.progress import log
 from robustlab.data import cifar, digits, flowers, folder, fonts, mnist, svhn
 from robustlab.data.base import ImageDataset, Transform
 from robustlab.data.spec import DatasetInfo, DatasetSpec
 from robustlab.data.views import adapt
-from robustlab.errors import RobustlabError, choice_error
-from robustlab.progress import log
 
 DATA_ENV = "ROBUSTLAB_DATA"
 

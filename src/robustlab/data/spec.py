@@ -14,8 +14,8 @@ from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from robustlab.errors import RobustlabError
-from robustlab.progress import log
+from robustlab.core.errors import RobustlabError
+from robustlab.core.progress import log
 
 if TYPE_CHECKING:
     from robustlab.data.base import ImageDataset

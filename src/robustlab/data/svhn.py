@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from robustlab.core.errors import RobustlabError
 from robustlab.data.base import Transform
 from robustlab.data.spec import DatasetInfo, DatasetSpec, download_hint, missing_data_error, run_download
 from robustlab.data.tensor_dataset import TensorImageDataset
-from robustlab.errors import RobustlabError
 
 FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
 

@@ -11,9 +11,9 @@ import dataclasses
 
 import torch
 
+from robustlab.core.errors import RobustlabError
 from robustlab.data.spec import DatasetInfo, size_pair
 from robustlab.data.tensor_dataset import TensorImageDataset
-from robustlab.errors import RobustlabError
 
 
 def fabricate(

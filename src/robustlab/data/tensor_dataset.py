@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 import torch
 
+from robustlab.core.errors import RobustlabError
 from robustlab.data.base import ImageDataset, Transform
 from robustlab.data.spec import DatasetInfo
-from robustlab.errors import RobustlabError
 
 
 class TensorImageDataset(ImageDataset):

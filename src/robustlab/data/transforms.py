@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from robustlab.errors import RobustlabError, choice_error
+from robustlab.core.errors import RobustlabError, choice_error
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 

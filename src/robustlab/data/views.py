@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from robustlab.core.errors import RobustlabError
+from robustlab.core.progress import log
 from robustlab.data.base import ImageDataset
 from robustlab.data.spec import size_pair
-from robustlab.errors import RobustlabError
-from robustlab.progress import log
 
 # ITU-R BT.601 luma weights, as PIL's convert("L") uses.
 LUMA = (0.299, 0.587, 0.114)

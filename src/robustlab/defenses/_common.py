@@ -63,7 +63,7 @@ def attack_class(name: str) -> type:
     case-insensitive, ``_`` or ``-``; ``torchattacks:<Class>`` is the adapter). Unknown names raise
     the one-line error listing the choices."""
     from robustlab.attacks import ATTACKS, TorchattacksAttack
-    from robustlab.errors import choice_error
+    from robustlab.core.errors import choice_error
 
     key = name.strip().lower().replace("_", "-") if isinstance(name, str) else name
     if isinstance(key, str) and key.startswith("torchattacks:"):

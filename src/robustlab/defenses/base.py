@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustlab.tasks.base import StepOutput, Task
+from robustlab.training.task import StepOutput, Task
 
 StepFn = Callable[[torch.Tensor], None]
 

@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustlab.core.errors import RobustlabError
 from robustlab.defenses._common import ParamsMixin, check_float, classification_loss, unwrap
 from robustlab.defenses.base import Defense, StepFn
 from robustlab.defenses.registry import register_defense
-from robustlab.errors import RobustlabError
-from robustlab.tasks.base import StepOutput, Task
+from robustlab.training.task import StepOutput, Task
 
 
 @register_defense

@@ -41,7 +41,7 @@ from robustlab.defenses._common import (
 )
 from robustlab.defenses.base import StepFn
 from robustlab.defenses.registry import register_defense
-from robustlab.tasks.base import StepOutput, Task
+from robustlab.training.task import StepOutput, Task
 
 #: below this robust accuracy (with clean accuracy at least ``CLEAN_MIN``) the model has collapsed
 COLLAPSE_FLOOR = 0.02
@@ -153,7 +153,7 @@ class FGSMRandomStart(AdversarialDefense):
     def guard_accuracy(self, model: nn.Module) -> tuple[float, float]:
         """``(clean, PGD)`` accuracy of ``model`` on the guard batch (summed over DDP ranks)."""
         from robustlab.attacks.base import eval_mode
-        from robustlab.training import distributed as D
+        from robustlab.core import distributed as D
 
         assert self._guard_x is not None and self._guard_y is not None
         device = next((p.device for p in model.parameters()), self._guard_x.device)
@@ -178,7 +178,7 @@ class FGSMRandomStart(AdversarialDefense):
         out: dict[str, Any] = {"guard_clean_accuracy": clean, "guard_pgd_accuracy": robust,
                                "guard_collapsed": float(collapsed)}
         if collapsed:
-            from robustlab.progress import log
+            from robustlab.core.progress import log
 
             log.warning("fgsm-rs: catastrophic overfitting at epoch %d (guard PGD accuracy %.3f, best %.3f); "
                         "stopping", epoch, robust, self.best_guard or 0.0)

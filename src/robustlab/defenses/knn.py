@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from robustlab.core.errors import RobustlabError
 from robustlab.defenses._common import check_int, unwrap
-from robustlab.errors import RobustlabError
 
 
 def _device_of(model: nn.Module) -> torch.device:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustlab.core.errors import RobustlabError
 from robustlab.defenses._common import (
     AdversarialDefense,
     check_float,
@@ -26,8 +27,7 @@ from robustlab.defenses._common import (
 )
 from robustlab.defenses.base import StepFn
 from robustlab.defenses.registry import register_defense
-from robustlab.errors import RobustlabError
-from robustlab.tasks.base import StepOutput, Task
+from robustlab.training.task import StepOutput, Task
 
 MODES = ("batch", "fraction")
 

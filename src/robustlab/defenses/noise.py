@@ -14,12 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustlab.core.errors import RobustlabError
 from robustlab.data import GaussianNoise
 from robustlab.defenses._common import ParamsMixin, check_float
 from robustlab.defenses.base import Defense, StepFn
 from robustlab.defenses.registry import register_defense
-from robustlab.errors import RobustlabError
-from robustlab.tasks.base import StepOutput, Task
+from robustlab.training.task import StepOutput, Task
 
 DEFAULT_VARIANCE = 0.05
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from torch import nn
 
+from robustlab.core.errors import RobustlabError
 from robustlab.defenses._common import (
     AdversarialDefense,
     check_float,
@@ -31,8 +32,7 @@ from robustlab.defenses._common import (
 )
 from robustlab.defenses.base import StepFn
 from robustlab.defenses.registry import register_defense
-from robustlab.errors import RobustlabError
-from robustlab.tasks.base import StepOutput, Task
+from robustlab.training.task import StepOutput, Task
 
 
 @register_defense

@@ -5,8 +5,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from robustlab.core.errors import RobustlabError, choice_error
 from robustlab.defenses.base import Defense
-from robustlab.errors import RobustlabError, choice_error
 
 DEFENSES: dict[str, type[Defense]] = {"none": Defense}
 

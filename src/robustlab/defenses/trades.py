@@ -34,7 +34,7 @@ from robustlab.defenses._common import (
 )
 from robustlab.defenses.base import StepFn
 from robustlab.defenses.registry import register_defense
-from robustlab.tasks.base import StepOutput, Task
+from robustlab.training.task import StepOutput, Task
 
 #: standard deviation of the random start, in pixel units (the reference code's 0.001)
 START_STD = 0.001

@@ -18,8 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from robustlab.core.errors import RobustlabError
 from robustlab.defenses._common import check_int
-from robustlab.errors import RobustlabError
 
 if TYPE_CHECKING:
     from robustlab.config import ExperimentConfig

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robustlab.core.errors import RobustlabError
+from robustlab.core.precision import autocast_context
 from robustlab.data import make_loader
-from robustlab.errors import RobustlabError
-from robustlab.precision import autocast_context
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 

@@ -55,8 +55,11 @@ from torch import Tensor, nn
 
 from robustlab.attacks.norms import geometry
 from robustlab.config import EvalConfig
+from robustlab.core import distributed as D
+from robustlab.core.errors import RobustlabError
+from robustlab.core.precision import autocast_context
+from robustlab.core.progress import bar, bars_enabled, log
 from robustlab.data import make_loader, subset
-from robustlab.errors import RobustlabError
 from robustlab.evaluation import flags as F
 from robustlab.evaluation.metrics import (
     confusion_matrix,
@@ -78,9 +81,6 @@ from robustlab.evaluation.runner import (
 )
 from robustlab.evaluation.sanity import sanity_measurements
 from robustlab.evaluation.state import fingerprint, load_state, save_state
-from robustlab.precision import autocast_context
-from robustlab.progress import bar, bars_enabled, log
-from robustlab.training import distributed as D
 
 N_EXAMPLES = 16
 """How many leading images keep their adversarial examples for figures (by default)."""

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from robustlab.attacks.torchattacks_adapter import torchattacks_keywords
 from robustlab.config import EvalConfig
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
 
 MINIMAL_ATTACKS = frozenset({"cw-l2", "deepfool"})
 """Attacks that search the smallest adversarial perturbation instead of using an eps budget."""

@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
+from robustlab.core.io import atomic_write_bytes
 from robustlab.evaluation.robust import EvaluationResult
-from robustlab.io import atomic_write_bytes
 
 FILENAME = "per_sample.safetensors"
 

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from robustlab.attacks.norms import geometry
 from robustlab.config import EvalConfig
+from robustlab.core.precision import autocast_context
 from robustlab.evaluation.metrics import derive_seed, predict
 from robustlab.evaluation.runner import (
     AttackFactory,
@@ -34,7 +35,6 @@ from robustlab.evaluation.runner import (
     probe_attack,
     run_attack,
 )
-from robustlab.precision import autocast_context
 
 LARGE_EPS_LINF = 0.5
 """L∞ budget of the large-eps check: every image can be turned mid-gray."""

@@ -5,7 +5,7 @@ everything the numbers depend on (evaluation config, batch size, seed, amp, numb
 labels and the model's weights). :func:`load_state` returns the saved progress only when the
 fingerprint matches, so a changed config or model silently starts over instead of mixing results.
 
-Writes are atomic (:func:`robustlab.io.atomic_write` + ``torch.save``); reads use
+Writes are atomic (:func:`robustlab.core.io.atomic_write` + ``torch.save``); reads use
 ``torch.load(weights_only=True)``: the file holds only tensors, numbers and strings.
 """
 
@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robustlab.io import atomic_write
-from robustlab.progress import log
+from robustlab.core.io import atomic_write
+from robustlab.core.progress import log
 
 STATE_VERSION = 1
 

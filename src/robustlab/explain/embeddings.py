@@ -11,8 +11,8 @@ import torch
 from matplotlib.lines import Line2D
 from torch import nn
 
-from robustlab.errors import RobustlabError
-from robustlab.progress import log
+from robustlab.core.errors import RobustlabError
+from robustlab.core.progress import log
 from robustlab.report.plotting import label_name, new_figure, plain, save_figure
 
 MAX_UMAP_POINTS = 2000

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
 from robustlab.report.plotting import RED, label_name, new_figure, plain, save_figure, show_image, to_image
 
 Target = int | Sequence[int] | torch.Tensor | None

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
 from robustlab.report.plotting import RED, label_name, new_figure, save_figure, show_image, to_image
 
 

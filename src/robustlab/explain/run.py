@@ -10,12 +10,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
+from robustlab.core.progress import log
+from robustlab.core.runs import RunDir
 from robustlab.explain.embeddings import MAX_UMAP_POINTS, features, umap_figure
 from robustlab.explain.gradcam import gradcam_figure, predict
 from robustlab.explain.grid import adversarial_grid
-from robustlab.progress import log
-from robustlab.runs import RunDir
 
 FIGURE_FILES = {"adversarial_grid": "adversarial_grid.png", "gradcam": "gradcam.png", "umap": "umap.png"}
 

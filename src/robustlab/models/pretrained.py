@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from robustlab.checkpoint import read_state_dict
-from robustlab.errors import RobustlabError
+from robustlab.core.checkpoint import read_state_dict
+from robustlab.core.errors import RobustlabError
 from robustlab.models.classifier import ImageClassifier
 
 _HEAD_KEYS = ("fc.", "head.", "classifier.")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from robustlab.errors import RobustlabError, choice_error
+from robustlab.core.errors import RobustlabError, choice_error
 from robustlab.models.classifier import ImageClassifier
 from robustlab.models.pretrained import load_pretrained
 from robustlab.models.resnet import resnet18_backbone

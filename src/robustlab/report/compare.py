@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from robustlab.errors import RobustlabError
-from robustlab.io import atomic_write_text
-from robustlab.progress import log
+from robustlab.core.errors import RobustlabError
+from robustlab.core.io import atomic_write_text
+from robustlab.core.progress import log
 from robustlab.report import context as ctx
 from robustlab.report import figures as figs
 from robustlab.report.format import MISSING, eps_label, is_number, pct

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from robustlab.io import read_jsonl
+from robustlab.core.io import read_jsonl
 from robustlab.report.format import MISSING, eps_label, is_number, norm_label, num, pct, seconds
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}

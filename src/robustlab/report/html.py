@@ -16,9 +16,9 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader
 
 import robustlab
-from robustlab.errors import RobustlabError
-from robustlab.io import atomic_write_text
-from robustlab.progress import log
+from robustlab.core.errors import RobustlabError
+from robustlab.core.io import atomic_write_text
+from robustlab.core.progress import log
 from robustlab.report import context as ctx
 from robustlab.report import figures as figs
 from robustlab.report import sections as sec

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from robustlab.io import atomic_write_bytes
+from robustlab.core.io import atomic_write_bytes
 
 DPI = 110
 # Colour-blind-friendly palette (Okabe-Ito), used for lines of attacks / runs.

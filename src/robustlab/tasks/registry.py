@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from robustlab.errors import choice_error
+from robustlab.core.errors import choice_error
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def _load_builtin_families() -> None:
     """Import modules that register families (kept lazy so importing robustlab stays light)."""
     import importlib
 
-    for module in ("robustlab.generative",):
+    for module in ("robustlab.labs.generative",):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as e:

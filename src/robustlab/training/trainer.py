@@ -17,17 +17,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from robustlab.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from robustlab.config import TrainConfig
+from robustlab.core import distributed as D
+from robustlab.core.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from robustlab.core.errors import RobustlabError
+from robustlab.core.precision import autocast_context
+from robustlab.core.progress import bar, bars_enabled, log
+from robustlab.core.runs import RunDir
+from robustlab.core.seeding import rng_state, set_rng_state
 from robustlab.defenses.base import Defense
-from robustlab.errors import RobustlabError
-from robustlab.precision import autocast_context
-from robustlab.progress import bar, bars_enabled, log
-from robustlab.runs import RunDir
-from robustlab.tasks.base import Task
-from robustlab.training import distributed as D
 from robustlab.training.optim import Schedule, build_optimizer
-from robustlab.training.seeding import rng_state, set_rng_state
+from robustlab.training.task import Task
 
 
 class NonFiniteLossError(RobustlabError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
 
 
 def check_pixels(x: torch.Tensor, what: str = "images") -> None:

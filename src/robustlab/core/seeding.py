@@ -45,11 +45,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError:
-        from robustlab.errors import RobustlabError
+        from robustlab.core.errors import RobustlabError
 
         raise RobustlabError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from robustlab.errors import RobustlabError
+        from robustlab.core.errors import RobustlabError
 
         raise RobustlabError("device cuda was asked for but no CUDA GPU is available; use --device cpu")
     return dev

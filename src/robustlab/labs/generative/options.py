@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from robustlab.config import describe_validation_error
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
 
 #: architecture names per family; the config default ``small_cnn`` stands for the family default
 ARCHITECTURES = {"vae": "mlp_vae", "cvae": "mlp_vae", "vqvae": "conv_vqvae"}

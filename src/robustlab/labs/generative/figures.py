@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedFormatter, FixedLocator, MaxNLocator, NullLocator
 
-from robustlab.io import atomic_write_bytes
+from robustlab.core.io import atomic_write_bytes
 
 GIF_FRAME_MS = 400
 DPI = 100

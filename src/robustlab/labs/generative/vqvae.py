@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
 
 
 @dataclass

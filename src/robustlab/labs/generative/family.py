@@ -16,17 +16,17 @@ from torch import nn
 
 from robustlab import data as rdata
 from robustlab.config import ExperimentConfig
+from robustlab.core.errors import RobustlabError
+from robustlab.core.progress import log
+from robustlab.core.runs import RunDir
 from robustlab.data.spec import DatasetInfo
-from robustlab.errors import RobustlabError
-from robustlab.generative import figures as F
-from robustlab.generative.judge import mlp_judge, nearest_class_mean
-from robustlab.generative.options import VAEOptions, VQVAEOptions, check_architecture, parse_options
-from robustlab.generative.study import COLUMNS, collect_study, study_row
-from robustlab.generative.tasks import VAETask, VQVAETask
-from robustlab.generative.vae import MLPVAE, kl_divergence, reconstruction_loss
-from robustlab.generative.vqvae import VQVAE, code_counts, history_from_state, usage_stats
-from robustlab.progress import log
-from robustlab.runs import RunDir
+from robustlab.labs.generative import figures as F
+from robustlab.labs.generative.judge import mlp_judge, nearest_class_mean
+from robustlab.labs.generative.options import VAEOptions, VQVAEOptions, check_architecture, parse_options
+from robustlab.labs.generative.study import COLUMNS, collect_study, study_row
+from robustlab.labs.generative.tasks import VAETask, VQVAETask
+from robustlab.labs.generative.vae import MLPVAE, kl_divergence, reconstruction_loss
+from robustlab.labs.generative.vqvae import VQVAE, code_counts, history_from_state, usage_stats
 
 ELBO_SAMPLES = 5  # Monte-Carlo samples of z per test image for the ELBO
 SCATTER_POINTS = 2000
@@ -98,7 +98,7 @@ def label_following(model: MLPVAE, task: VAETask, bundle: Any, per_class: int, d
     """How often CVAE samples drawn for label ``k`` are classified as ``k`` (chance ``1 / classes``).
 
     ``per_class`` samples ``z ~ N(0, I)`` per label are decoded (mean images) and classified by two
-    judges fitted on up to :data:`JUDGE_IMAGES` training images (:mod:`robustlab.generative.judge`): a
+    judges fitted on up to :data:`JUDGE_IMAGES` training images (:mod:`robustlab.labs.generative.judge`): a
     small MLP trained on the fly (``accuracy``, ``per_class``) and a nearest-class-mean classifier in
     pixel space (``ncm_accuracy``). ``judge_test_accuracy`` / ``ncm_test_accuracy``: the judges'
     accuracy on (up to 5,000) real test images, for scale.
@@ -282,7 +282,7 @@ def explain_vqvae(run: RunDir, model: VQVAE, cfg: ExperimentConfig, bundle: Any,
     """Loss curves, inputs / code maps / quantised reconstructions, the codebook over the encoder
     outputs, code usage, the GIF of the codebook during training, and the study plot (when the run's
     results hold a study of at least two runs)."""
-    from robustlab.checkpoint import load_checkpoint
+    from robustlab.core.checkpoint import load_checkpoint
 
     task = build_task("vqvae", cfg, bundle.info)
     model.eval()

@@ -6,7 +6,7 @@ import contextlib
 
 import torch
 
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
 
 AMP_MODES = ("none", "bf16", "fp16")
 

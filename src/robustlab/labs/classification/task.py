@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustlab.tasks.base import StepOutput
+from robustlab.training.task import StepOutput
 
 
 class ClassificationTask:

@@ -1,7 +1,7 @@
 """What the generative models contribute to the shared trainer: batch unpacking, loss, metrics.
 
 Both tasks take ordinary ``(x, y)`` image batches (pixels in [0, 1]); with ``colour=True`` the images
-are coloured on the fly (:mod:`robustlab.generative.colour`). All metrics are summed per batch and
+are coloured on the fly (:mod:`robustlab.labs.generative.colour`). All metrics are summed per batch and
 divided by the number of images (or positions) in :meth:`summarize`, so they are exact epoch means.
 """
 
@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustlab.generative.colour import colourize
-from robustlab.generative.vae import kl_divergence, reconstruction_loss
-from robustlab.generative.vqvae import code_counts, usage_stats
-from robustlab.tasks.base import StepOutput
+from robustlab.labs.generative.colour import colourize
+from robustlab.labs.generative.vae import kl_divergence, reconstruction_loss
+from robustlab.labs.generative.vqvae import code_counts, usage_stats
+from robustlab.training.task import StepOutput
 
 _CODE = "code_"  # prefix of the per-code assignment counts in the summed metrics
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from robustlab.errors import RobustlabError
+from robustlab.core.errors import RobustlabError
 
 _MASK24 = (1 << 24) - 1
 _MUL = 6364136223846793005  # Knuth's MMIX LCG multiplier (wraps modulo 2**64 in int64)

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from robustlab.errors import RobustlabError
-from robustlab.io import atomic_write
+from robustlab.core.errors import RobustlabError
+from robustlab.core.io import atomic_write
 
 FORMAT = "robustlab-checkpoint"
 VERSION = 1

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from robustlab.config import ExperimentConfig, parse_config
-from robustlab.errors import RobustlabError
-from robustlab.progress import log
+from robustlab.core.errors import RobustlabError
+from robustlab.core.progress import log
 
 COLUMNS = ("run", "K", "D", "ema", "colour", "recon_mse", "perplexity", "used_codes", "seconds")
 
@@ -100,9 +100,9 @@ def vq_study(base_cfg: ExperimentConfig | Mapping[str, Any], Ks: Sequence[int], 
     """Train, evaluate (and with ``figures`` explain and report) one VQ-VAE per grid point of
     :func:`study_configs` into ``out/k{K}-d{D}/``; write ``out/results.json`` with the ``study`` section
     ``{"columns", "rows"}`` (and ``out/figures/study.png``) and return that document."""
+    from robustlab.core.io import write_json
     from robustlab.experiment import train_experiment
-    from robustlab.generative.figures import study_plot
-    from robustlab.io import write_json
+    from robustlab.labs.generative.figures import study_plot
     from robustlab.pipeline import evaluate_run, explain_run_dir, report_run
 
     out = Path(out)

@@ -1,7 +1,7 @@
 """Generative models on the shared trainer (report 004 Q2 and Q4): VAE, CVAE and VQ-VAE.
 
 Importing this package registers the task families ``vae``, ``cvae`` and ``vqvae`` (``config.task``);
-their hyper-parameters live in ``model.options`` (see :mod:`robustlab.generative.options`). The
+their hyper-parameters live in ``model.options`` (see :mod:`robustlab.labs.generative.options`). The
 trainer, run folders, CLI, recipes and report serve them unchanged::
 
     robustlab run recipes/vae-cvae-fashion.yaml --out runs/vae-fashion
@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from functools import partial
 
-from robustlab.generative import family as _family
-from robustlab.generative.colour import colour_factors, colourize
-from robustlab.generative.study import study_table, vq_study
-from robustlab.generative.tasks import VAETask, VQVAETask
-from robustlab.generative.vae import MLPVAE, VAEOutput, kl_divergence, reconstruction_loss
-from robustlab.generative.vqvae import VQVAE, VectorQuantizer, VQOutput, code_counts, usage_stats
+from robustlab.labs.generative import family as _family
+from robustlab.labs.generative.colour import colour_factors, colourize
+from robustlab.labs.generative.study import study_table, vq_study
+from robustlab.labs.generative.tasks import VAETask, VQVAETask
+from robustlab.labs.generative.vae import MLPVAE, VAEOutput, kl_divergence, reconstruction_loss
+from robustlab.labs.generative.vqvae import VQVAE, VectorQuantizer, VQOutput, code_counts, usage_stats
 from robustlab.tasks.registry import TaskFamily, register_task_family
 
 _DESCRIPTIONS = {

@@ -16,8 +16,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from robustlab.errors import RobustlabError
-from robustlab.io import append_jsonl, atomic_write_text, read_json, read_jsonl, write_json, write_yaml
+from robustlab.core.errors import RobustlabError
+from robustlab.core.io import append_jsonl, atomic_write_text, read_json, read_jsonl, write_json, write_yaml
 
 LOCK_NAME = ".lock"
 RUN_MARKERS = ("config.yaml", "metrics.jsonl", "checkpoints", "results.json")
