@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from robustlab.attacks.base import Attack, AttackContext, check_bool, check_int, check_number
+from robustlab.attacks.base import Attack, AttackContext
 from robustlab.attacks.losses import check_classes, get_loss, success
 from robustlab.attacks.norms import geometry, per_sample
+from robustlab.core.checks import check_bool, check_int, check_number
 
 
 def checkpoints(steps: int) -> list[tuple[int, int]]:

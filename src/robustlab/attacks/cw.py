@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from robustlab.attacks.base import Attack, AttackContext, check_int, check_number
+from robustlab.attacks.base import Attack, AttackContext
 from robustlab.attacks.losses import is_success_margin, margin_loss
 from robustlab.attacks.norms import per_sample
+from robustlab.core.checks import check_int, check_number
 from robustlab.core.errors import RobustlabError
 
 

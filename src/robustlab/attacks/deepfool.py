@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from robustlab.attacks.base import Attack, AttackContext, check_int, check_number
+from robustlab.attacks.base import Attack, AttackContext
 from robustlab.attacks.norms import geometry, per_sample
+from robustlab.core.checks import check_int, check_number
 from robustlab.core.errors import RobustlabError
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from robustlab.attacks.base import Attack, AttackContext, check_number
+from robustlab.attacks.base import Attack, AttackContext
 from robustlab.attacks.norms import geometry
+from robustlab.core.checks import check_number
 
 
 class GaussianNoise(Attack):

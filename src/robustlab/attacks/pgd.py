@@ -7,16 +7,10 @@ import math
 import torch
 from torch import Tensor
 
-from robustlab.attacks.base import (
-    Attack,
-    AttackContext,
-    check_bool,
-    check_choice,
-    check_int,
-    check_number,
-)
+from robustlab.attacks.base import Attack, AttackContext
 from robustlab.attacks.losses import LOSSES, check_classes, get_loss, success
 from robustlab.attacks.norms import geometry, per_sample
+from robustlab.core.checks import check_bool, check_choice, check_int, check_number
 
 ALPHA_SCHEDULES = ("constant", "cosine")
 

@@ -7,8 +7,9 @@ import math
 import torch
 from torch import Tensor
 
-from robustlab.attacks.base import Attack, AttackContext, check_int, check_number
+from robustlab.attacks.base import Attack, AttackContext
 from robustlab.attacks.losses import margin_loss, success
+from robustlab.core.checks import check_int, check_number
 from robustlab.core.errors import RobustlabError
 
 

@@ -10,20 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from robustlab.attacks.base import (
-    Attack,
-    AttackContext,
-    Model,
-    check_bool,
-    check_int,
-    check_number,
-    eval_mode,
-    make_generator,
-    work_dtype,
-)
+from robustlab.attacks.base import Attack, AttackContext, Model, make_generator, work_dtype
 from robustlab.attacks.norms import geometry
+from robustlab.core.checks import check_bool, check_int, check_number
 from robustlab.core.errors import RobustlabError
 from robustlab.core.io import atomic_write_bytes
+from robustlab.core.modes import eval_mode
 from robustlab.core.progress import log, progress
 
 FORMAT = "robustlab-uap"

@@ -20,9 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustlab.attacks.base import check_int  # noqa: F401 (re-exported for the defenses)
-from robustlab.attacks.base import check_number as check_float  # the defenses' name for it
 from robustlab.attacks.torchattacks_adapter import torchattacks_keywords
+from robustlab.core.checks import check_int  # noqa: F401 (re-exported for the defenses)
+from robustlab.core.checks import check_number as check_float  # the defenses' name for it
 from robustlab.defenses.base import Defense
 
 

@@ -133,7 +133,7 @@ class FGSMRandomStart(AdversarialDefense):
         The loss is the task's (cross-entropy with its label smoothing) or plain cross-entropy; the
         random start uses torch's global (checkpointed) generator; no parameter gradient is created.
         """
-        from robustlab.attacks.base import eval_mode
+        from robustlab.core.modes import eval_mode
 
         x = x.detach().float()
         lo, hi = self.geometry.bounds(x, self.eps)
@@ -152,8 +152,8 @@ class FGSMRandomStart(AdversarialDefense):
     # -- the guard ----------------------------------------------------------------------------------
     def guard_accuracy(self, model: nn.Module) -> tuple[float, float]:
         """``(clean, PGD)`` accuracy of ``model`` on the guard batch (summed over DDP ranks)."""
-        from robustlab.attacks.base import eval_mode
         from robustlab.core import distributed as D
+        from robustlab.core.modes import eval_mode
 
         assert self._guard_x is not None and self._guard_y is not None
         device = next((p.device for p in model.parameters()), self._guard_x.device)

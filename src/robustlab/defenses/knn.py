@@ -41,7 +41,7 @@ def _as_loader(data: Any, batch_size: int) -> Any:
 @torch.no_grad()
 def embeddings(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """L2-normalised ``model.embed(x)`` ``(N, D)`` in float32, computed in eval mode (mode restored)."""
-    from robustlab.attacks.base import eval_mode
+    from robustlab.core.modes import eval_mode
 
     net = unwrap(model)
     if not hasattr(net, "embed"):
@@ -117,7 +117,7 @@ def knn_under_attack(model: nn.Module, knn: KNNClassifier, data: Any, attack: An
     cross-entropy head (its logits); the adversarial images are then classified by ``knn``. The
     head's own accuracies are returned too, to show how much of the attack transfers to the kNN.
     """
-    from robustlab.attacks.base import eval_mode
+    from robustlab.core.modes import eval_mode
 
     net = unwrap(model)
     device = _device_of(net)

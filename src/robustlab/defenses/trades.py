@@ -85,7 +85,7 @@ class TRADES(AdversarialDefense):
         Runs ``model`` in eval mode (every submodule's flag restored afterwards) and never creates
         parameter gradients; the random start uses torch's global (checkpointed) generator.
         """
-        from robustlab.attacks.base import eval_mode
+        from robustlab.core.modes import eval_mode
 
         x = x.detach().float()
         lo, hi = self.geometry.bounds(x, self.eps)
