@@ -60,7 +60,7 @@ def train_rate(arch: str, strategy: str, batches: int, amp: str, device: torch.d
     model = build_model(arch, 10, in_channels=c, image_size=s)
     name, params = STRATEGIES[strategy]
     tr = Trainer(model, ClassificationTask(10), TrainConfig(epochs=2, amp=amp), loader,
-                 defense=build_defense(name, **params), device=device)
+                 strategy=build_defense(name, **params), device=device)
     tr.train_epoch(1)  # warm-up
     _sync(device)
     t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 import pytest
 
-from robustlab.config import EvalConfig, ExperimentConfig, load_yaml, parse_config, parse_override, set_dotted
+from robustlab.config import ClassificationConfig, EvalConfig, load_yaml, parse_config, parse_override, set_dotted
 from robustlab.core.errors import RobustlabError
 
 
@@ -61,4 +61,4 @@ def test_overrides():
 def test_eval_config_forbids_unknown():
     with pytest.raises(RobustlabError, match="unknown key 'attackz'"):
         parse_config({"attackz": []}, model=EvalConfig)
-    assert isinstance(ExperimentConfig().evaluate, EvalConfig)
+    assert isinstance(ClassificationConfig().evaluate, EvalConfig)

@@ -72,7 +72,7 @@ class _Exploding(Defense):
 def test_nan_loss_stops_with_message():
     ds = subset(load_dataset("digits", "train"), 128)
     model = build_model("small_cnn", 10, in_channels=1, image_size=8, width=8)
-    tr = Trainer(model, ClassificationTask(10), TrainConfig(epochs=1), make_loader(ds, 32), defense=_Exploding())
+    tr = Trainer(model, ClassificationTask(10), TrainConfig(epochs=1), make_loader(ds, 32), strategy=_Exploding())
     with pytest.raises(NonFiniteLossError, match="non-finite"):
         tr.fit()
 

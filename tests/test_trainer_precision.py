@@ -30,7 +30,7 @@ def _trainer(train_ds, epochs: int, defense: str = "none", **cfg) -> Trainer:
     params = {"eps": 0.1, "steps": 2} if defense == "pgd-at" else {}
     loader = make_loader(train_ds, 64, shuffle=True, seed=1, drop_last=True)
     return Trainer(model, ClassificationTask(10), TrainConfig(epochs=epochs, lr=0.003, **cfg), loader,
-                   defense=build_defense(defense, **params))
+                   strategy=build_defense(defense, **params))
 
 
 def _first_conv(model: nn.Module) -> nn.Conv2d:

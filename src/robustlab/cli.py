@@ -106,17 +106,32 @@ def datasets(
     ] = None,
     debug: Debug = False,
 ) -> None:
-    """List datasets: classes, image shape, sizes, and whether each is available offline now."""
+    """List datasets of every kind (image, tokens, paired): shape, sizes, and whether each is available offline now."""
     from robustlab.data import is_available, list_datasets
 
-    typer.echo(f"{'name':<15} {'classes':>7} {'shape':>11} {'train':>7} {'test':>7}  {'offline':<8} description")
+    typer.echo(f"{'name':<18} {'kind':<7} {'shape':<28} {'train':>7} {'test':>7}  {'offline':<8} description")
     for info in list_datasets():
-        shape = "x".join(str(s) for s in (info.channels, *info.image_size))
         avail = "yes" if is_available(info.name, data_root) else "no"
         typer.echo(
-            f"{info.name:<15} {info.num_classes:>7} {shape:>11} {info.train_size:>7} {info.test_size:>7}  "
+            f"{info.name:<18} {info.kind:<7} {info.shape_text:<28} {info.train_size:>7} {info.test_size:>7}  "
             f"{avail:<8} {info.description}"
         )
+
+
+@app.command()
+def labs(
+    name: Annotated[str | None, typer.Argument(help="Show only this lab.")] = None,
+    debug: Debug = False,
+) -> None:
+    """List the labs (experiment families, built in or from plug-ins) with their config schema and defaults."""
+    from robustlab.labs import LABS, get_lab, schema_lines
+
+    names = [LABS.key(name)] if name else LABS.names()
+    for lab_name in names:
+        lab = get_lab(lab_name)
+        typer.echo(f"{lab.name:<15} {lab.description}")
+        for line in schema_lines(lab.config_model):
+            typer.echo(f"{'':<4}{line}")
 
 
 @app.command()
@@ -169,13 +184,20 @@ def _build_config(config: Path | None, sets: list[str] | None, flags: dict[str, 
         set_dotted(raw, key, value)
     cfg: ExperimentConfig = parse_config(raw, where=str(config) if config else "config")
     if "name" not in raw:
-        suffix = f"-{cfg.defense.name}" if cfg.defense.name != "none" else ""
-        cfg = cfg.model_copy(update={"name": f"{cfg.data.dataset}-{cfg.model.name}{suffix}"})
+        parts = [cfg.data.dataset]
+        model = getattr(cfg, "model", None)
+        if getattr(model, "name", None):
+            parts.append(model.name)
+        defense = getattr(cfg, "defense", None)
+        if getattr(defense, "name", "none") != "none":
+            parts.append(defense.name)
+        cfg = cfg.model_copy(update={"name": "-".join(parts)})
     return cfg
 
 
 @app.command()
 def train(
+    task: Annotated[str | None, typer.Option(help="The lab (see `robustlab labs`); default classification.")] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset name (see `robustlab datasets`).")] = None,
     model: Annotated[str | None, typer.Option(help="Model name (see `robustlab models`).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
@@ -217,14 +239,14 @@ def train(
     _maybe_relaunch(nproc)
     eps_values = _csv_floats(eps, "--eps")
     flags: dict[str, Any] = {
-        "data.dataset": dataset, "model.name": model, "train.epochs": epochs, "seed": seed,
+        "task": task, "data.dataset": dataset, "model.name": model, "train.epochs": epochs, "seed": seed,
         "defense.name": defense, "data.batch_size": batch_size, "train.lr": lr, "train.optimizer": optimizer,
         "train.schedule": schedule, "data.augmentation": augmentation, "train.label_smoothing": label_smoothing,
         "train.patience": patience, "data.train_subset": train_subset, "data.val_fraction": val_fraction,
         "data.root": data_root, "data.download": download, "train.init_from": init_from,
         "train.freeze_backbone": freeze_backbone, "device": device, "train.amp": amp,
     }
-    if eps_values:
+    if eps_values:  # the robustness budget of classification runs
         flags["evaluate.eps"] = eps_values
         if defense and defense != "none":
             from robustlab.defenses import DEFENSES, defense_params
@@ -232,6 +254,9 @@ def train(
             if defense in DEFENSES and "eps" in defense_params(defense):
                 flags["defense.params.eps"] = eps_values[0]
     cfg = _build_config(config, set_, flags)
+    from robustlab.config import lab_of
+
+    lab_of(cfg).check(cfg)
     run_path = out or Path("runs") / cfg.name
     run = train_experiment(cfg, run_path, resume=resume, overwrite=overwrite, smoke=smoke)
     if not D.is_main():
@@ -239,8 +264,9 @@ def train(
     if evaluate:
         evaluate_run(run.path, device=cfg.device)
     report = report_run(run.path)
-    res = run.results()
-    typer.echo(f"{run.path}: test accuracy {res.get('clean_accuracy', float('nan')):.4f}; report {report}")
+    from robustlab.pipeline import summary_line
+
+    typer.echo(f"{run.path}: {summary_line(run.path)}; report {report}")
 
 
 def _maybe_relaunch(nproc: int) -> None:
@@ -308,19 +334,10 @@ def evaluate_cmd(
             overrides[key] = value
     if no_early_exit:
         overrides["early_exit"] = False
-    if overrides:
-        from robustlab.config import EvalConfig, parse_config
-
-        parse_config(overrides, where="evaluate options", model=EvalConfig)
-        if "attacks" in overrides:
-            from robustlab.attacks import ATTACKS
-            from robustlab.core.errors import choice_error
-
-            for a in overrides["attacks"]:
-                key = a.lower().replace("_", "-")
-                if key not in ATTACKS and not key.startswith("torchattacks:"):
-                    raise choice_error("attack", a, ATTACKS)
     RunDir.open(run_dir)  # a clear one-line error before any relaunch
+    from robustlab.pipeline import check_evaluate_options
+
+    check_evaluate_options(run_dir, overrides)
     if checkpoint not in ("best", "last"):
         raise RobustlabError(f"--checkpoint must be best or last, got {checkpoint!r}")
     _maybe_relaunch(nproc)
@@ -328,13 +345,12 @@ def evaluate_cmd(
     if not D.is_main():
         return
     report_run(run_dir)
-    typer.echo(f"clean accuracy: {doc.get('clean_accuracy', float('nan')):.4f}")
-    for row in doc.get("robust", []):
-        typer.echo(f"{row['attack']:>14} {row['norm']} eps={row['eps']:.4g}: accuracy {row['accuracy']:.4f}")
-    for row in doc.get("worst_case", []):
-        typer.echo(f"{'worst case':>14} eps={row['eps']:.4g}: accuracy {row['accuracy']:.4f}")
-    flags = doc.get("flags", [])
-    typer.echo(f"sanity flags: {len(flags)}" + ("" if not flags else " — " + ", ".join(f["code"] for f in flags)))
+    from robustlab.pipeline import summary_line
+
+    typer.echo(f"{run_dir}: {summary_line(run_dir)}")
+    flags = doc.get("flags", []) or []
+    if flags:
+        typer.echo(f"sanity flags: {len(flags)} — " + ", ".join(f["code"] for f in flags))
 
 
 @app.command()
@@ -410,19 +426,13 @@ def run(
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
+    from robustlab.labs import get_lab
+
     for name, res in summary.items():
         if name in ("compare", "compare_markdown"):
             typer.echo(f"{'compare report' if name == 'compare' else 'compare tables'}: {res}")
             continue
-        if "clean_accuracy" in res:
-            parts = [f"clean {res['clean_accuracy']:.4f}"]
-        else:
-            parts = [f"{k} {v:.4f}" for k, v in res.items() if k.startswith("test_") and isinstance(v, float)]
-        for row in res.get("worst_case", []):
-            parts.append(f"worst-case@{row['eps']:.4g} {row['accuracy']:.4f}")
-        flags = res.get("flags", [])
-        parts.append(f"flags {len(flags)}")
-        typer.echo(f"{name}: " + ", ".join(parts))
+        typer.echo(f"{name}: " + get_lab(str(res.get("task", "classification"))).summary(res))
 
 
 @app.command()
@@ -464,7 +474,7 @@ def main(argv: list[str] | None = None) -> None:
     except _ABORTS:
         typer.echo("robustlab: interrupted", err=True)
         sys.exit(130)
-    except (RobustlabError, ValueError, FileNotFoundError, PermissionError) as e:
+    except (RobustlabError, FileNotFoundError, PermissionError) as e:
         if debug:
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

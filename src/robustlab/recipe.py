@@ -22,36 +22,24 @@ Markdown in ``<out>/compare.md``.
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
 
-from robustlab.config import ExperimentConfig, _Strict, load_yaml, parse_config
+from robustlab.config import lab_for, parse_config
+from robustlab.core.config import ExperimentConfig, Strict, deep_merge, load_yaml
 from robustlab.core.errors import RobustlabError
+from robustlab.core.io import atomic_write_text
 from robustlab.core.progress import log
 from robustlab.core.runs import RunDir
 
-#: applied to every run under --smoke before the recipe's own smoke section: small sanity samples
-SMOKE_DEFAULTS: dict[str, Any] = {"evaluate": {"sanity_samples": 16, "n_examples": 4}}
+#: written into a run folder once all its stages finished (a resumed recipe skips such runs)
+DONE_MARK = ".recipe-done"
 
 
-def smoke_model(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Under --smoke a classifier becomes a width-8 ``small_cnn`` (same input shape and classes, same
-    batch-norm/dropout switches, no pretrained file): the smoke run checks the recipe's wiring in
-    seconds; every architecture is tested on its own in the model tests."""
-    if cfg.get("task", "classification") != "classification":
-        return cfg
-    model = dict(cfg.get("model", {}))
-    cfg = dict(cfg)
-    cfg["model"] = {"name": "small_cnn", "options": {"width": 8},
-                    **{k: model[k] for k in ("batchnorm", "dropout") if k in model}}
-    return cfg
-
-
-class RecipeRun(_Strict):
+class RecipeRun(Strict):
     """One run of a recipe."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -63,12 +51,12 @@ class RecipeRun(_Strict):
     explain_with: str | None = None
 
 
-class CompareSpec(_Strict):
+class CompareSpec(Strict):
     title: str | None = None
     runs: list[str]
 
 
-class Recipe(_Strict):
+class Recipe(Strict):
     """A whole experiment as data."""
 
     name: str
@@ -97,17 +85,6 @@ class Recipe(_Strict):
         return self
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``override``, recursing into nested mappings (neither is modified)."""
-    out = copy.deepcopy(base)
-    for k, v in override.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 def expand_env(value: Any) -> Any:
     """Replace ``${VAR}`` in every string of a nested structure with the environment's value
     (e.g. ``pretrained: ${ROBUSTLAB_VIT_B16}``); unset variables are left as written."""
@@ -126,16 +103,24 @@ def load_recipe(path: str | Path) -> Recipe:
 
 
 def run_configs(recipe: Recipe, smoke: bool = False) -> list[tuple[RecipeRun, ExperimentConfig]]:
-    """The validated experiment config of every run (validated up front, before any training)."""
+    """The validated experiment config of every run, each checked by its lab (registry names, files)
+    — all before any training, so a typo in the last run fails before the first one trains."""
     out = []
     for r in recipe.runs:
+        where = f"recipe {recipe.name}, run {r.name}"
         merged = deep_merge(recipe.base, r.config)
+        lab = lab_for(merged, where)
         if smoke:
-            merged = deep_merge(deep_merge(deep_merge(merged, SMOKE_DEFAULTS), recipe.smoke), r.smoke)
-            merged = smoke_model(merged)
-        merged.setdefault("name", r.name)
+            merged = deep_merge(deep_merge(merged, lab.smoke_defaults), recipe.smoke)
+            merged = deep_merge(merged, r.smoke)
+            merged = lab.smoke_overrides(merged)
         merged["name"] = r.name
-        out.append((r, parse_config(merged, where=f"recipe {recipe.name}, run {r.name}")))
+        cfg = parse_config(merged, where=where)
+        try:
+            lab.check(cfg)
+        except RobustlabError as e:
+            raise RobustlabError(f"{where}: {e}") from None
+        out.append((r, cfg))
     return out
 
 
@@ -144,13 +129,11 @@ def run_recipe(
     device: str | None = None,
 ) -> dict[str, Any]:
     """Run every stage of ``recipe`` into ``out``; return ``{run name: results}`` (+ ``compare`` path)."""
-    from robustlab.experiment import train_experiment, validate_names
+    from robustlab.experiment import train_experiment
     from robustlab.pipeline import compare_runs, evaluate_run, explain_run_dir, report_run
 
     out = Path(out)
     configs = run_configs(recipe, smoke=smoke)
-    for _, cfg in configs:
-        validate_names(cfg)
     if out.exists() and any(out.iterdir()) and not (resume or overwrite):
         raise RobustlabError(
             f"output folder {out} already exists; pass --resume to continue it or --overwrite to replace it"
@@ -163,8 +146,7 @@ def run_recipe(
             cfg = cfg.model_copy(update={"train": cfg.train.model_copy(
                 update={"init_from": str(RunDir(out / r.init_from).checkpoint("best"))})})
         run_path = out / r.name
-        res = RunDir(run_path).results() if (run_path / "results.json").exists() else {}
-        done = "clean_accuracy" in res or "test_loss" in res
+        done = (run_path / DONE_MARK).exists()
         if resume and done and (run_path / "report.html").exists():
             log.info("recipe %s: run %s already complete, skipping", recipe.name, r.name)
             summary[r.name] = RunDir(run_path).results()
@@ -177,6 +159,7 @@ def run_recipe(
         if r.explain:
             explain_run_dir(run_path, other=out / r.explain_with if r.explain_with else None, device=cfg.device)
         report_run(run_path)
+        atomic_write_text(run_path / DONE_MARK, "every stage of this run finished\n")
         summary[r.name] = RunDir(run_path).results()
     if recipe.compare:
         dirs: list[str | Path] = [out / n for n in recipe.compare.runs]

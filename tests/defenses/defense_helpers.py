@@ -34,7 +34,7 @@ def train(defense: Defense, data: Any, epochs: int = 1, model: nn.Module | None 
     model = model if model is not None else tiny_model(seed=seed)
     tcfg = TrainConfig(epochs=epochs, lr=lr, optimizer="adam", **cfg)
     loader = make_loader(data, batch_size, shuffle=True, seed=seed)
-    trainer = Trainer(model, ClassificationTask(10), tcfg, loader, defense=defense, device=torch.device("cpu"))
+    trainer = Trainer(model, ClassificationTask(10), tcfg, loader, strategy=defense, device=torch.device("cpu"))
     fit = trainer.fit()
     return model, trainer, fit
 

@@ -11,8 +11,8 @@ import yaml
 from robustlab.cli import main
 from robustlab.config import parse_config
 from robustlab.core.errors import RobustlabError
-from robustlab.defenses import fine_tune_config
 from robustlab.experiment import train_experiment
+from robustlab.labs.classification.transfer import fine_tune_config
 
 SMALL = ["--dataset", "digits", "--model", "small_cnn", "--epochs", "1", "--set", "model.options.width=8",
          "--train-subset", "400"]
@@ -69,7 +69,7 @@ def test_cli_frozen_backbone_fine_tune(fgsm_run, tmp_path):
 
 @pytest.mark.slow
 def test_adversarial_fine_tuning_is_pgd_at_plus_init_from(fgsm_run, tmp_path):
-    """Report 001's adversarial fine-tuning (Adam 1e-4, PGD with 4 steps) as a config."""
+    """Adversarial fine-tuning (Adam 1e-4, PGD with 4 steps) as a config."""
     base = parse_config({"name": "adv-ft", "data": {"dataset": "digits", "batch_size": 64},
                          "model": {"name": "small_cnn", "options": {"width": 8}},
                          "defense": {"name": "pgd-at", "params": {"eps": 0.1, "steps": 4}}})

@@ -19,7 +19,7 @@ def test_m_optimizer_steps_per_batch_and_delta_in_ball(digits_small):
     defense = build_defense("free", eps=0.1, replays=3)
     model = tiny_model()
     trainer = Trainer(model, ClassificationTask(10), TrainConfig(epochs=1, lr=3e-3), make_loader(data, 32),
-                      defense=defense)
+                      strategy=defense)
     steps, _ = counting_step(trainer, model)
     trainer.fit()
     assert len(steps) == 3 * 4

@@ -36,7 +36,7 @@ def _trainer(defense, data, epochs=1, batch_size=64, **cfg):
     model = tiny_model()
     tcfg = TrainConfig(epochs=epochs, lr=3e-3, **cfg)
     loader = make_loader(data, batch_size, shuffle=True, seed=0)
-    return model, Trainer(model, ClassificationTask(10), tcfg, loader, defense=defense)
+    return model, Trainer(model, ClassificationTask(10), tcfg, loader, strategy=defense)
 
 
 @pytest.mark.parametrize(("name", "params", "per_batch", "attacks"), CASES,

@@ -35,8 +35,8 @@ def test_resume_equals_uninterrupted(defense, tmp_path):
     a = load_checkpoint(full.checkpoint("last"))
     b = load_checkpoint(resumed.checkpoint("last"))
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    for key, value in a["defense"].items():
-        other = b["defense"][key]
+    for key, value in a["strategy"].items():
+        other = b["strategy"][key]
         assert torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other
 
 

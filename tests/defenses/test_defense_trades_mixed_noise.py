@@ -102,7 +102,7 @@ def test_noise_model_sees_noisy_inputs(params, std, digits):
     assert diff.std().item() == pytest.approx(std, rel=0.05)
 
 
-def test_noise_default_is_report_variance_and_clipped(digits_small):
+def test_noise_default_is_variance_0_05_and_clipped(digits_small):
     d = build_defense("noise")
     assert d.std == pytest.approx(math.sqrt(0.05)) and d.clip
     seen: list[torch.Tensor] = []

@@ -101,8 +101,8 @@ def test_flag_docs_cover_every_code():
         assert doc["severity"] in ("warning", "error") and doc["meaning"] and doc["remedy"]
 
 
-def test_report_001_table_2_would_have_been_flagged():
-    """The course report's Table 2 (ResNet clean-trained after adversarial training): clean 4.81 %,
+def test_real_world_robust_above_clean_table_is_flagged():
+    """A real-world table (ResNet clean-trained after adversarial training): clean 4.81 %,
     FGSM 44.57 %, PGD 24.23 % at eps 8/255 — robust above clean is impossible for a sound evaluation."""
     doc = {"clean_accuracy": 0.0481, "norm": "linf",
            "robust": [{"attack": "fgsm", "norm": "linf", "eps": 8 / 255, "accuracy": 0.4457},

@@ -18,6 +18,7 @@ from robustlab.evaluation import (
 )
 from robustlab.evaluation.metrics import derive_seed, norm_summary
 from robustlab.evaluation.state import fingerprint, load_state, save_state
+from robustlab.models.inference import dataset_accuracy, predict
 
 
 @settings(max_examples=30, deadline=None)
@@ -88,6 +89,18 @@ def test_cross_domain_table():
     table = cross_domain_table(MeanThreshold(), {"same": _tiny_dataset(), "flipped": _flipped()})
     assert table == [{"dataset": "same", "accuracy": 1.0, "n": 40},
                      {"dataset": "flipped", "accuracy": 0.0, "n": 40}]
+
+
+def test_predict_and_dataset_accuracy_keep_each_submodule_mode():
+    ds = _tiny_dataset()
+    model = torch.nn.Sequential(torch.nn.Identity(), torch.nn.Dropout(0.9), MeanThreshold()).train()
+    model[0].eval()  # a frozen part stays in eval mode, the rest in train mode
+    assert dataset_accuracy(model, ds, batch_size=16) == 1.0  # dropout off: eval mode inside
+    assert dataset_accuracy(model, _flipped(), 7, "cpu") == 0.0
+    assert torch.equal(predict(model, ds.data), ds.targets)
+    assert torch.equal(predict(model, ds.data, batch_size=7), ds.targets)
+    assert predict(model, ds.data[:0]).shape == (0,) and predict(model, ds.data[:0]).dtype == torch.long
+    assert [m.training for m in model.modules()] == [True, False, True, True]
 
 
 def _flipped():

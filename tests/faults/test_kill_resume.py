@@ -1,5 +1,7 @@
 """A real training process killed with SIGKILL at a random moment, then resumed with --resume,
-ends with exactly the metrics and weights of a run that was never killed."""
+ends with exactly the metrics and weights of a run that was never killed — also with callbacks that
+carry state (EMA of the weights), gradient accumulation and step-based validation, whose checkpoints
+fall in the middle of an epoch."""
 
 from __future__ import annotations
 
@@ -21,32 +23,52 @@ EPOCHS = 10
 ARGS = ["--dataset", "digits", "--model", "small_cnn", "--epochs", str(EPOCHS), "--seed", "7", "--batch-size", "32",
         "--set", "model.options.width=8", "--quiet"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "ROBUSTLAB_QUIET": "1"}
+# 41 batches of 32 per epoch, 2 per optimizer step: 21 steps an epoch; validation (and a checkpoint)
+# every 15 steps, so most checkpoints are taken mid-epoch; EMA state rides in every checkpoint
+VARIANTS = {
+    "epochs": ([], EPOCHS),
+    "ema-accumulate-steps": (["--set", "train.accumulate=2", "--set", "train.ema={decay: 0.9}",
+                              "--set", "train.max_steps=150", "--set", "train.val_every=15"], 10),
+}
 
 
-def _train(out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "robustlab", "train", *ARGS, "--out", str(out), *extra],
+def _train(out: Path, variant: str, *extra: str) -> subprocess.CompletedProcess:
+    args = [*ARGS, *VARIANTS[variant][0]]
+    return subprocess.run([sys.executable, "-m", "robustlab", "train", *args, "--out", str(out), *extra],
                           capture_output=True, text=True, env=ENV, timeout=600)
 
 
 def _signature(run: Path):
     rows = [{k: v for k, v in r.items() if k != "seconds"} for r in read_jsonl(run / "metrics.jsonl")]
-    weights = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
-    return rows, weights
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    return rows, state["model"], state["callbacks"]
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ref") / "run"
-    proc = _train(out)
-    assert proc.returncode == 0, proc.stderr
-    return _signature(out)
+def references(tmp_path_factory):
+    out = {}
+    for variant in VARIANTS:
+        run = tmp_path_factory.mktemp("ref") / "run"
+        proc = _train(run, variant)
+        assert proc.returncode == 0, proc.stderr
+        out[variant] = _signature(run)
+    return out
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_sigkill_at_random_point_then_resume(seed, reference, tmp_path):
+def test_step_based_reference_validates_mid_epoch(references):
+    rows, _, callbacks = references["ema-accumulate-steps"]
+    assert [r["step"] for r in rows] == list(range(15, 151, 15))
+    assert len({r["epoch"] for r in rows}) < len(rows)  # several validation points in one epoch
+    assert callbacks["ema"]["updates"] == 150
+
+
+@pytest.mark.parametrize(("variant", "seed"), [("epochs", 0), ("epochs", 1), ("epochs", 2),
+                                               ("ema-accumulate-steps", 0), ("ema-accumulate-steps", 1)])
+def test_sigkill_at_random_point_then_resume(variant, seed, references, tmp_path):
     rng = random.Random(seed)
     out = tmp_path / "run"
-    child = subprocess.Popen([sys.executable, "-m", "robustlab", "train", *ARGS, "--out", str(out)],
+    args = [*ARGS, *VARIANTS[variant][0]]
+    child = subprocess.Popen([sys.executable, "-m", "robustlab", "train", *args, "--out", str(out)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     deadline = time.time() + 120
     while not (out / "config.yaml").exists() and time.time() < deadline and child.poll() is None:
@@ -55,10 +77,16 @@ def test_sigkill_at_random_point_then_resume(seed, reference, tmp_path):
     assert child.poll() is None, "training finished before the kill; the test would prove nothing"
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
-    assert len(read_jsonl(out / "metrics.jsonl")) < EPOCHS
-    proc = _train(out, "--resume")
+    assert len(read_jsonl(out / "metrics.jsonl")) < VARIANTS[variant][1]
+    proc = _train(out, variant, "--resume")
     assert proc.returncode == 0, proc.stderr
-    rows, weights = _signature(out)
-    ref_rows, ref_weights = reference
+    rows, weights, callbacks = _signature(out)
+    ref_rows, ref_weights, ref_callbacks = references[variant]
     assert rows == ref_rows
     assert all(torch.equal(weights[k], ref_weights[k]) for k in ref_weights)
+    for name, state in ref_callbacks.items():  # callback state (the EMA's averages) bit-exact too
+        for key, value in state.items():
+            if isinstance(value, dict):
+                assert all(torch.equal(callbacks[name][key][t], value[t]) for t in value)
+            else:
+                assert callbacks[name][key] == value

@@ -1,5 +1,5 @@
 """End to end: the generative recipes under ``--smoke`` write every figure (the GIF included), and
-:func:`vq_study` tabulates a small grid. Required by issue 10 to run in ``make test``."""
+:func:`study_recipe` tabulates a small grid. Small enough to run in ``make test``."""
 
 from __future__ import annotations
 
@@ -63,7 +63,9 @@ def test_vqvae_mnist_recipe_smoke(tmp_path):
 
 
 def test_vq_study_tabulates_the_grid(tmp_path):
-    from robustlab.labs.generative import vq_study
+    from robustlab.config import parse_config
+    from robustlab.labs.generative import study_recipe
+    from robustlab.recipe import Recipe, run_recipe
 
     base = {
         "seed": 0, "device": "cpu", "task": "vqvae",
@@ -71,10 +73,10 @@ def test_vq_study_tabulates_the_grid(tmp_path):
         "model": {"name": "conv_vqvae", "options": {"channels": [4], "codebook_size": 3, "code_dim": 2}},
         "train": {"epochs": 1, "monitor": "val_loss"},
     }
-    doc = vq_study(base, Ks=[3, 4], Ds=[2, 3], out=tmp_path / "study", smoke=True, figures=False)
-    rows = doc["study"]["rows"]
+    raw = study_recipe(base, ks=[3, 4], ds=[2, 3])
+    assert [r["name"] for r in raw["runs"]] == ["k4-d2", "k3-d3", "k3-d2"]  # the base point last
+    summary = run_recipe(parse_config(raw, model=Recipe), tmp_path / "study", smoke=True)
+    rows = summary["k3-d2"]["study"]["rows"]  # the last run's evaluation tabulates the whole group
     assert [(r["run"], r["K"], r["D"]) for r in rows] == [("k3-d2", 3, 2), ("k3-d3", 3, 3), ("k4-d2", 4, 2)]
     assert all(isinstance(r["seconds"], float) and r["perplexity"] >= 1 for r in rows)
-    saved = json.loads((tmp_path / "study" / "results.json").read_text())
-    assert saved["study"]["rows"] == rows
-    assert (tmp_path / "study" / "figures" / "study.png").is_file()
+    assert (tmp_path / "study" / "k3-d2" / "figures" / "study.png").is_file()

@@ -9,9 +9,7 @@ import torch
 
 from robustlab.config import parse_config
 from robustlab.core.errors import RobustlabError
-from robustlab.data import dataset_info
 from robustlab.labs.generative import MLPVAE, VAETask, kl_divergence, reconstruction_loss
-from robustlab.labs.generative.family import build_model, build_task
 
 
 def test_kl_matches_closed_form_and_torch_distributions():
@@ -79,19 +77,19 @@ def _cfg(task: str, **options) -> object:
     })
 
 
-def test_options_are_checked_with_one_line_errors():
-    info = dataset_info("digits")
-    with pytest.raises(RobustlabError, match="latent_dims"):
-        build_model("vae", _cfg("vae", latent_dims=3), info)
-    with pytest.raises(RobustlabError, match="recon"):
-        build_model("vae", _cfg("vae", recon="l1"), info)
-    bad_name = _cfg("vae").model_copy(update={"model": _cfg("vae").model.model_copy(update={"name": "resnet18"})})
+def test_options_are_checked_with_one_line_errors(tmp_path):
+    with pytest.raises(RobustlabError, match=r"unknown key 'model.options.latent_dims'"):
+        _cfg("vae", latent_dims=3)
+    with pytest.raises(RobustlabError, match="model.options.recon"):
+        _cfg("vae", recon="l1")
     with pytest.raises(RobustlabError, match="mlp_vae"):
-        build_model("vae", bad_name, info)
+        parse_config({"task": "vae", "model": {"name": "resnet18"}})
+    from robustlab.experiment import train_experiment
+
     cfg = _cfg("vae")
-    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"monitor": "val_accuracy"})})
-    with pytest.raises(RobustlabError, match="val_loss"):
-        build_task("vae", cfg, info)
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"monitor": "val_accuracy", "epochs": 1})})
+    with pytest.raises(RobustlabError, match="val_accuracy.*monitor_mode"):  # a VAE has no accuracy
+        train_experiment(cfg, tmp_path / "run")
 
 
 @pytest.mark.slow

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from robustlab.report import figures as figs
+from robustlab.labs.classification import figures as figs
 from robustlab.report.format import eps_label, pct, seconds
+from robustlab.viz import training_curves
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -15,7 +16,7 @@ def is_png(path: Path | None) -> bool:
 
 
 def test_empty_inputs_draw_nothing(tmp_path: Path) -> None:
-    assert figs.training_curves([], tmp_path / "a.png") is None
+    assert training_curves([], tmp_path / "a.png") is None
     assert figs.robustness_curve([], tmp_path / "b.png") is None
     assert figs.per_class_bars({}, tmp_path / "c.png") is None
     assert figs.confusion_matrices({"clean": [[1, 2]]}, tmp_path / "d.png") is None  # not square
@@ -29,7 +30,7 @@ def test_figures_from_data(tmp_path: Path) -> None:
         {"epoch": e, "lr": 0.1 / e, "train_loss": 1 / e, "val_accuracy": 0.5, "adv_loss": 2.0, "best": True}
         for e in (1, 2)
     ]
-    assert is_png(figs.training_curves(metrics, tmp_path / "t.png"))
+    assert is_png(training_curves(metrics, tmp_path / "t.png"))
     robust = [
         {"attack": "fgsm", "norm": "linf", "eps": 8 / 255, "accuracy": 0.4},
         {"attack": "pgd", "norm": "l2", "eps": 0.5, "accuracy": 0.2},

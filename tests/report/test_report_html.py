@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from robustlab.core.errors import RobustlabError
-from robustlab.report import build_report, compare_report
-from robustlab.report.compare import pairings
+from robustlab.labs.classification.compare import compare_report, pairings
+from robustlab.pipeline import report_run as build_report
 from robustlab.report.context import load_run
 
 ASSET_REF = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)

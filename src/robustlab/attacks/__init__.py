@@ -9,8 +9,10 @@ Every attack returns a tensor like ``x`` inside ``[0, 1]`` and inside its ``eps`
 model untouched (modes, gradients, batch-norm statistics), never uses the global RNG, and accepts
 any sub-batch (what early-exit evaluation needs). See :mod:`robustlab.attacks.base`.
 
-Registry: :data:`ATTACKS`, :func:`build_attack` (``build_attack("pgd", eps=0.03)``) and
-:func:`list_attacks`. Geometries of the threat models live in :mod:`robustlab.attacks.norms`.
+Registry: :data:`ATTACKS`, :func:`build_attack` (``build_attack("pgd", eps=0.03)``),
+:func:`attack_class` and :func:`list_attacks`. Each class declares its capabilities (``minimal``,
+``needs_fit``, ``whitebox``, ``stepped``; see :class:`~robustlab.attacks.base.Attack`). Geometries
+of the threat models live in :mod:`robustlab.attacks.norms`.
 """
 
 from robustlab.attacks.apgd import APGD, APGDCE, APGDDLR
@@ -21,7 +23,7 @@ from robustlab.attacks.fgsm import FGSM
 from robustlab.attacks.noise import GaussianNoise
 from robustlab.attacks.norms import GEOMETRIES, L2, Geometry, Linf, geometry
 from robustlab.attacks.pgd import PGD
-from robustlab.attacks.registry import ATTACKS, AttackInfo, build_attack, list_attacks
+from robustlab.attacks.registry import ATTACKS, AttackInfo, attack_class, build_attack, list_attacks
 from robustlab.attacks.square import Square
 from robustlab.attacks.torchattacks_adapter import TorchattacksAttack
 from robustlab.attacks.uap import UAP
@@ -46,6 +48,7 @@ __all__ = [
     "Linf",
     "Square",
     "TorchattacksAttack",
+    "attack_class",
     "build_attack",
     "geometry",
     "list_attacks",

@@ -66,6 +66,7 @@ class APGD(Attack):
     """
 
     name = "apgd"
+    whitebox = True
     loss_name = "ce"
     reference = (
         "Croce & Hein, Reliable evaluation of adversarial robustness with an ensemble of diverse "

@@ -166,14 +166,29 @@ class Attack:
     """Base class of every attack: a configuration applied as ``attack(model, x, y)``.
 
     Subclasses implement :meth:`_run` on an :class:`AttackContext` and declare ``name``,
-    ``description`` and ``reference``. Common attributes: ``eps`` (None for unbounded
-    minimal-perturbation attacks), ``norm`` ("linf" or "l2"), ``targeted``, ``seed``.
+    ``description`` and ``reference``, plus the capability flags below that differ from the
+    defaults (the evaluator reads them from the class, so a new attack never edits it). Common
+    attributes: ``eps`` (None for unbounded minimal-perturbation attacks), ``norm`` ("linf" or
+    "l2"), ``targeted``, ``seed``.
     """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     reference: ClassVar[str] = ""
     needs_labels: ClassVar[bool] = True
+
+    #: searches the smallest adversarial perturbation instead of using an eps budget (CW, DeepFool):
+    #: the evaluator runs it once, without eps, and reads the perturbation norm
+    minimal: ClassVar[bool] = False
+    #: must be fitted on data (``fit(model, loader)``) before it is applied (UAP: one perturbation for
+    #: all inputs); the evaluator fits it once per eps on the evaluated images
+    needs_fit: ClassVar[bool] = False
+    #: a per-input white-box attack driven by the model's input gradients; the sanity pass checks
+    #: that a black-box attack (Square) does not beat these
+    whitebox: ClassVar[bool] = False
+    #: takes ``steps`` and a fixed step size ``alpha``; the evaluator passes its ``steps`` and
+    #: ``alpha = alpha_ratio · eps``
+    stepped: ClassVar[bool] = False
 
     eps: float | None = None
     norm: str = "linf"

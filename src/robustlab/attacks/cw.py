@@ -45,6 +45,8 @@ class CWL2(Attack):
     """
 
     name = "cw-l2"
+    minimal = True
+    whitebox = True
     description = "Carlini-Wagner L2: minimal perturbation via Adam in tanh space, binary search over c"
     reference = "Carlini & Wagner, Towards Evaluating the Robustness of Neural Networks, IEEE S&P 2017"
 

@@ -42,6 +42,8 @@ class DeepFool(Attack):
     """
 
     name = "deepfool"
+    minimal = True
+    whitebox = True
     description = "DeepFool: iterative step to the nearest linearised decision boundary (L2/L∞), minimal"
     reference = (
         "Moosavi-Dezfooli et al., DeepFool: a simple and accurate method to fool deep neural networks, CVPR 2016"

@@ -30,6 +30,7 @@ class FGSM(Attack):
     """
 
     name = "fgsm"
+    whitebox = True
     description = "Fast Gradient Sign Method: one signed-gradient step of size eps (L2: normalised gradient)"
     reference = "Goodfellow et al., Explaining and Harnessing Adversarial Examples, ICLR 2015"
 

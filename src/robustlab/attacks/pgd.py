@@ -51,6 +51,8 @@ class PGD(Attack):
     """
 
     name = "pgd"
+    whitebox = True
+    stepped = True
     description = "Projected Gradient Descent (L∞/L2) with random start, restarts and step-size schedules"
     reference = "Madry et al., Towards Deep Learning Models Resistant to Adversarial Attacks, ICLR 2018"
 

@@ -1,8 +1,12 @@
-"""The attack registry: names → attack classes, with their parameters and defaults."""
+"""The attack registry: names → attack classes, with their parameters and defaults.
+
+:data:`ATTACKS` is a :class:`~robustlab.core.registry.Registry` keyed by each class's ``name``;
+names are matched by :func:`robustlab.core.names.normalize` (case-insensitive, ``_`` = ``-``).
+``torchattacks:<Class>`` names the torchattacks adapter wrapping ``<Class>``.
+"""
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +21,15 @@ from robustlab.attacks.square import Square
 from robustlab.attacks.torchattacks_adapter import TorchattacksAttack
 from robustlab.attacks.uap import UAP
 from robustlab.core.errors import RobustlabError, choice_error
+from robustlab.core.names import normalize
+from robustlab.core.registry import Registry, callable_params
 
-ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls
-    for cls in (FGSM, PGD, APGDCE, APGDDLR, CWL2, DeepFool, Square, UAP, GaussianNoise, TorchattacksAttack)
-}
+ATTACKS: Registry[type[Attack]] = Registry("attack")
+for _cls in (FGSM, PGD, APGDCE, APGDDLR, CWL2, DeepFool, Square, UAP, GaussianNoise, TorchattacksAttack):
+    ATTACKS.register(_cls.name, _cls)
+del _cls
+
+TORCHATTACKS_PREFIX = "torchattacks:"
 
 
 @dataclass(frozen=True)
@@ -35,22 +43,24 @@ class AttackInfo:
     reference: str
 
 
-def _params(cls: type[Attack]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for p in inspect.signature(cls.__init__).parameters.values():
-        if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            continue
-        out[p.name] = p.default if p.default is not p.empty else "(required)"
-    return out
-
-
 def list_attacks() -> list[AttackInfo]:
-    """Every registered attack, with its parameters (name → default), description and reference."""
-    return [AttackInfo(name, cls, _params(cls), cls.description, cls.reference) for name, cls in ATTACKS.items()]
+    """Every registered attack, sorted by name, with its parameters (name → default, ``"(required)"``
+    for a parameter without one), description and reference."""
+    return [
+        AttackInfo(name, cls, callable_params(cls, required="(required)"), cls.description, cls.reference)
+        for name, cls in ATTACKS.items()
+    ]
 
 
-def _key(name: str) -> str:
-    return name.strip().lower().replace("_", "-")
+def attack_class(name: str) -> type[Attack]:
+    """The class :func:`build_attack` instantiates for ``name`` (matched like the registry does;
+    ``torchattacks:<Class>`` gives the adapter). An unknown name raises the one-line
+    :class:`RobustlabError` listing the choices."""
+    if not isinstance(name, str):
+        raise choice_error("attack", name, ATTACKS)
+    if normalize(name).startswith(TORCHATTACKS_PREFIX):
+        return TorchattacksAttack
+    return ATTACKS.get(name)
 
 
 def build_attack(name: str, **params: Any) -> Attack:
@@ -60,19 +70,15 @@ def build_attack(name: str, **params: Any) -> Attack:
     the adapter. An unknown name or parameter raises :class:`RobustlabError` naming it and the
     allowed ones; bad values raise it from the attack's own checks.
     """
-    if not isinstance(name, str):
-        raise choice_error("attack", name, ATTACKS)
-    key = _key(name)
-    if key.startswith("torchattacks:"):
-        return TorchattacksAttack(name.split(":", 1)[1].strip(), **params)
-    if key not in ATTACKS:
-        raise choice_error("attack", name, ATTACKS)
-    cls = ATTACKS[key]
+    cls = attack_class(name)
+    key = normalize(name)
+    if key.startswith(TORCHATTACKS_PREFIX):
+        return TorchattacksAttack(key[len(TORCHATTACKS_PREFIX):], **params)
     if cls is TorchattacksAttack:
         if "attack" not in params:
             raise RobustlabError("attack torchattacks needs attack=<torchattacks class name>, e.g. attack=PGD")
         return TorchattacksAttack(**params)
-    allowed = _params(cls)
+    allowed = callable_params(cls)
     for p in params:
         if p not in allowed:
             raise RobustlabError(f"unknown parameter {p!r} for attack {key}; allowed: {', '.join(allowed)}")

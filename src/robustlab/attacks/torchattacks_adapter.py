@@ -76,6 +76,14 @@ class TorchattacksAttack(Attack):
     name = "torchattacks"
     description = "Adapter: any torchattacks attack (attack=NAME + its kwargs) under robustlab's guarantees"
     reference = "Kim, Torchattacks: A PyTorch Repository for Adversarial Attacks, arXiv:2010.01950"
+    # The wrapped class is known per instance only, so the adapter claims no capability: the evaluator
+    # runs it as an eps-budgeted attack, does not count it among the white-box attacks of the
+    # black-box check (torchattacks has black-box attacks too), and passes it the evaluation's steps
+    # and alpha when the wrapped class takes both.
+    minimal = False
+    needs_fit = False
+    whitebox = False
+    stepped = False
 
     def __init__(
         self,

@@ -75,6 +75,7 @@ class UAP(Attack):
         "Shafahi et al., Universal Adversarial Training, AAAI 2020"
     )
     needs_labels = False
+    needs_fit = True
 
     def __init__(
         self,

@@ -83,6 +83,24 @@ def sum_(t: torch.Tensor) -> torch.Tensor:
     return work
 
 
+def gather_rows(t: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``t`` ``(n_r, ...)`` concatenated along dim 0 in rank order, on every rank
+    (ranks may hold different ``n_r``; the trailing shape and dtype must agree). Exact: values are
+    copied, never reduced. ``t`` itself in a single process."""
+    if not is_distributed():
+        return t
+    n = torch.tensor([t.shape[0]], dtype=torch.int64, device=t.device)
+    sizes = [torch.zeros_like(n) for _ in range(world_size())]
+    dist.all_gather(sizes, n)
+    counts = [int(s.item()) for s in sizes]
+    longest = max(counts)
+    padded = torch.zeros((longest, *t.shape[1:]), dtype=t.dtype, device=t.device)
+    padded[: t.shape[0]] = t
+    parts = [torch.zeros_like(padded) for _ in counts]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[:c] for p, c in zip(parts, counts, strict=True)])
+
+
 def broadcast_json(obj: Any) -> Any:
     """Rank 0's ``obj`` (JSON-serialisable; NaN/inf allowed) on every rank, sent as UTF-8 bytes —
     no pickling. Returns ``obj`` itself in a single process."""

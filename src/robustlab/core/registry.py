@@ -33,6 +33,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self.entry_point_group = entry_point_group
         self._entries: dict[str, T] = {}
+        self._names: dict[str, str] = {}  # canonical key -> the name as registered (``small_cnn``)
         self._aliases: dict[str, str] = {}
         self._loaded_entry_points = entry_point_group is None
 
@@ -40,8 +41,10 @@ class Registry(Generic[T]):
     def register(self, name: str, entry: T | None = None, *, aliases: tuple[str, ...] = ()) -> Any:
         """Register ``entry`` under ``name`` (and ``aliases``); without ``entry``, a decorator.
 
-        Registering a name twice with a different entry is an error (a silent replacement would
-        make the winner depend on import order)."""
+        Lookups accept any spelling :func:`~robustlab.core.names.normalize` maps to the same key;
+        :meth:`names` and errors show ``name`` as registered. Registering a name twice with a
+        different entry is an error (a silent replacement would make the winner depend on import
+        order)."""
         if entry is None:
             def decorator(obj: T) -> T:
                 self.register(name, obj, aliases=aliases)
@@ -51,6 +54,7 @@ class Registry(Generic[T]):
         if key in self._entries and self._entries[key] is not entry:
             raise RobustlabError(f"{self.kind} {name!r} is registered twice")
         self._entries[key] = entry
+        self._names[key] = name.strip()
         for alias in aliases:
             self._aliases[normalize(alias)] = key
         return entry
@@ -59,6 +63,7 @@ class Registry(Generic[T]):
         """Remove ``name`` (and its aliases); unknown names are ignored."""
         key = normalize(name)
         self._entries.pop(key, None)
+        self._names.pop(key, None)
         self._aliases = {a: k for a, k in self._aliases.items() if k != key}
 
     # -- lookup ---------------------------------------------------------------------------------
@@ -95,17 +100,22 @@ class Registry(Generic[T]):
         """The entry of ``name``; :class:`RobustlabError` listing the choices when unknown."""
         key = self.key(name)
         if key not in self._entries:
-            raise choice_error(self.kind, name, self._entries)
+            raise choice_error(self.kind, name, self.names())
         return self._entries[key]
 
+    def __getitem__(self, name: str) -> T:
+        """``registry[name]`` is :meth:`get` (the one-line choice error when unknown)."""
+        return self.get(name)
+
     def names(self) -> list[str]:
-        """Every registered name, sorted."""
+        """Every registered name as registered, sorted (aliases not included)."""
         self._load_entry_points()
-        return sorted(self._entries)
+        return sorted(self._names[k] for k in self._entries)
 
     def items(self) -> list[tuple[str, T]]:
         """``(name, entry)`` pairs sorted by name."""
-        return [(n, self._entries[n]) for n in self.names()]
+        self._load_entry_points()
+        return sorted(((self._names[k], e) for k, e in self._entries.items()), key=lambda item: item[0])
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
@@ -130,7 +140,8 @@ class Registry(Generic[T]):
             if unknown:
                 choices = ", ".join(allowed) or "none"
                 raise RobustlabError(
-                    f"{self.kind} {self.key(name)!r} has no parameter {unknown[0]!r}; parameters: {choices}"
+                    f"{self.kind} {self._names[self.key(name)]!r} has no parameter {unknown[0]!r}; "
+                    f"parameters: {choices}"
                 )
         return entry(**kwargs)
 
@@ -142,8 +153,10 @@ def _signature(obj: Callable[..., Any]) -> inspect.Signature | None:
         return None
 
 
-def callable_params(obj: Any) -> dict[str, Any]:
-    """Keyword parameters of ``obj`` (a class or function) and their defaults (``None`` when required)."""
+def callable_params(obj: Any, required: Any = None) -> dict[str, Any]:
+    """Keyword parameters of ``obj`` (a class's ``__init__`` or a function) in signature order, with
+    their defaults; a parameter without a default maps to ``required``. ``self``, ``*args`` and
+    ``**kwargs`` are left out; ``{}`` when ``obj`` has no inspectable signature."""
     sig = _signature(obj)
     if sig is None:
         return {}
@@ -151,7 +164,7 @@ def callable_params(obj: Any) -> dict[str, Any]:
     for p in sig.parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name in ("self", "cls"):
             continue
-        out[p.name] = None if p.default is inspect.Parameter.empty else p.default
+        out[p.name] = required if p.default is inspect.Parameter.empty else p.default
     return out
 
 

@@ -160,9 +160,16 @@ class RunDir:
     def metrics(self) -> list[dict[str, Any]]:
         return read_jsonl(self.metrics_path)
 
-    def truncate_metrics(self, last_epoch: int) -> None:
-        """Keep only the metric lines of epochs ≤ ``last_epoch`` (used on resume)."""
-        kept = [r for r in self.metrics() if r.get("epoch", 0) <= last_epoch]
+    def truncate_metrics(self, last_epoch: int, last_step: int | None = None) -> None:
+        """Keep only the metric lines of epochs ≤ ``last_epoch`` — or, for lines that record their
+        optimizer ``step`` (step-based training), of steps ≤ ``last_step`` — (used on resume)."""
+
+        def keep(r: dict[str, Any]) -> bool:
+            if last_step is not None and "step" in r:
+                return r["step"] <= last_step
+            return r.get("epoch", 0) <= last_epoch
+
+        kept = [r for r in self.metrics() if keep(r)]
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def results(self) -> dict[str, Any]:

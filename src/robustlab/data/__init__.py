@@ -12,11 +12,13 @@ Example::
     loader = make_loader(train, batch_size=128, shuffle=True, seed=0)
 """
 
+from robustlab.data import cifar, digits, flowers, folder, fonts, mnist, svhn  # noqa: F401 (each registers its datasets)
 from robustlab.data.base import ImageDataset
 from robustlab.data.file_dataset import FileImageDataset
 from robustlab.data.fonts import render_font_digits
 from robustlab.data.loaders import collate_pairs, make_loader
 from robustlab.data.registry import (
+    DATASETS,
     catalog,
     dataset_info,
     default_data_root,
@@ -24,6 +26,7 @@ from robustlab.data.registry import (
     is_available,
     list_datasets,
     load_dataset,
+    register_specs,
 )
 from robustlab.data.spec import DatasetInfo, DatasetSpec
 from robustlab.data.synthetic import fabricate
@@ -33,6 +36,7 @@ from robustlab.data.views import AdaptedDataset, SubsetDataset, adapt, subset, t
 
 __all__ = [
     "AUGMENTATIONS",
+    "DATASETS",
     "AdaptedDataset",
     "DatasetInfo",
     "DatasetSpec",
@@ -53,6 +57,7 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "make_loader",
+    "register_specs",
     "render_font_digits",
     "subset",
     "train_val_split",

@@ -25,6 +25,7 @@ import torch
 
 from robustlab.core.errors import RobustlabError
 from robustlab.data.base import Transform
+from robustlab.data.registry import register_specs
 from robustlab.data.spec import DatasetInfo, DatasetSpec, download_hint, missing_data_error, run_download
 from robustlab.data.tensor_dataset import TensorImageDataset
 
@@ -209,3 +210,5 @@ SPECS = (
     DatasetSpec(CIFAR10_INFO, load_cifar10, _available(CIFAR10_DIR, CIFAR10_FILES), aliases=("cifar-10",)),
     DatasetSpec(CIFAR100_INFO, load_cifar100, _available(CIFAR100_DIR, CIFAR100_FILES), aliases=("cifar-100",)),
 )
+
+register_specs(SPECS)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from robustlab.data.base import Transform
+from robustlab.data.registry import register_specs
 from robustlab.data.spec import DatasetInfo, DatasetSpec
 from robustlab.data.tensor_dataset import TensorImageDataset
 
@@ -56,3 +57,5 @@ def load_digits_split(
 
 
 SPECS = (DatasetSpec(DIGITS_INFO, load_digits_split, lambda root: True, aliases=("sklearn-digits",)),)
+
+register_specs(SPECS)

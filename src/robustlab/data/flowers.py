@@ -16,6 +16,7 @@ import numpy as np
 from robustlab.core.errors import RobustlabError
 from robustlab.data.base import Transform
 from robustlab.data.file_dataset import FileImageDataset
+from robustlab.data.registry import register_specs
 from robustlab.data.spec import (
     DatasetInfo,
     DatasetSpec,
@@ -199,3 +200,5 @@ def load_flowers102(
 
 
 SPECS = (DatasetSpec(FLOWERS_INFO, load_flowers102, _available, resizable=True, aliases=("flowers-102", "flowers")),)
+
+register_specs(SPECS)

@@ -18,6 +18,7 @@ from pathlib import Path
 from robustlab.core.errors import RobustlabError
 from robustlab.data.base import Transform
 from robustlab.data.file_dataset import FileImageDataset
+from robustlab.data.registry import register_specs
 from robustlab.data.spec import DatasetInfo, DatasetSpec, missing_data_error, size_pair
 
 DEFAULT_SIZE = 64
@@ -116,3 +117,5 @@ SPECS = (
         needs_root=True,
     ),
 )
+
+register_specs(SPECS)

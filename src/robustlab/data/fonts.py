@@ -29,6 +29,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont
 from robustlab.core.errors import RobustlabError
 from robustlab.core.progress import log
 from robustlab.data.base import Transform
+from robustlab.data.registry import register_specs
 from robustlab.data.spec import DatasetInfo, DatasetSpec, size_pair
 from robustlab.data.tensor_dataset import TensorImageDataset
 
@@ -230,3 +231,5 @@ def load_font_digits(
 
 
 SPECS = (DatasetSpec(FONT_DIGITS_INFO, load_font_digits, lambda root: True, resizable=True, aliases=("fontdigits",)),)
+
+register_specs(SPECS)

@@ -1,9 +1,10 @@
-"""DataLoaders with reproducible shuffling and a lean collate for ``(image, label)`` pairs."""
+"""DataLoaders with reproducible shuffling, a pluggable collate and a lean default for ``(image, label)`` pairs."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,8 +38,9 @@ def make_loader(
     sampler: Sampler | None = None,
     num_workers: int = 0,
     pin_memory: bool = False,
+    collate: Callable[[list[Any]], Any] | None = None,
 ) -> DataLoader:
-    """A DataLoader yielding ``(x: float32 B×C×H×W in [0, 1], y: int64 B)`` batches.
+    """A DataLoader of ``collate``-made batches; by default ``(x: float32 B×C×H×W in [0, 1], y: int64 B)``.
 
     With ``shuffle`` the order comes from a generator seeded with ``seed``: two loaders built with
     the same seed iterate in the same order (each further epoch of one loader reshuffles, also
@@ -59,7 +61,7 @@ def make_loader(
         sampler=sampler,
         drop_last=drop_last,
         num_workers=num_workers,
-        collate_fn=collate_pairs,
+        collate_fn=collate or collate_pairs,
         pin_memory=pin_memory,
         generator=generator,
         worker_init_fn=_seed_worker if num_workers > 0 else None,

@@ -26,6 +26,7 @@ import torch
 
 from robustlab.core.errors import RobustlabError
 from robustlab.data.base import Transform
+from robustlab.data.registry import register_specs
 from robustlab.data.spec import DatasetInfo, DatasetSpec, download_hint, missing_data_error, run_download
 from robustlab.data.tensor_dataset import TensorImageDataset
 
@@ -191,3 +192,5 @@ SPECS = (
         aliases=("fashionmnist",),
     ),
 )
+
+register_specs(SPECS)

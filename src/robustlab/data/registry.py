@@ -8,39 +8,37 @@ under :func:`default_data_root` (``$ROBUSTLAB_DATA`` or ``./data``) in torchvisi
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
-from robustlab.core.errors import RobustlabError, choice_error
+from robustlab.core.errors import RobustlabError
 from robustlab.core.progress import log
-from robustlab.data import cifar, digits, flowers, folder, fonts, mnist, svhn
+from robustlab.core.registry import Registry
 from robustlab.data.base import ImageDataset, Transform
 from robustlab.data.spec import DatasetInfo, DatasetSpec
 from robustlab.data.views import adapt
 
 DATA_ENV = "ROBUSTLAB_DATA"
 
-_SPECS: dict[str, DatasetSpec] = {
-    spec.info.name: spec for module in (cifar, svhn, mnist, flowers, digits, fonts, folder) for spec in module.SPECS
-}
-_ALIASES: dict[str, str] = {alias: spec.info.name for spec in _SPECS.values() for alias in spec.aliases}
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+"""Every dataset spec, keyed by ``spec.info.name`` with ``spec.aliases``. Each dataset module registers
+its own specs (:func:`register_specs`); importing :mod:`robustlab.data` imports the built-in ones."""
 
 
-def _key(name: str) -> str:
-    return name.strip().lower().replace("_", "-") if isinstance(name, str) else str(name)
+def register_specs(specs: Iterable[DatasetSpec]) -> None:
+    """Register every spec under its name and aliases (a second spec under a taken name is an error)."""
+    for spec in specs:
+        DATASETS.register(spec.info.name, spec, aliases=spec.aliases)
 
 
 def get_spec(name: str) -> DatasetSpec:
     """The registered spec of ``name`` (or an alias); RobustlabError listing the choices otherwise."""
-    key = _key(name)
-    key = _ALIASES.get(key, key)
-    if key not in _SPECS:
-        raise choice_error("dataset", name, _SPECS)
-    return _SPECS[key]
+    return DATASETS.get(name)
 
 
 def list_datasets() -> list[DatasetInfo]:
     """Every registered dataset's info, sorted by name."""
-    return [_SPECS[k].info for k in sorted(_SPECS)]
+    return [spec.info for _, spec in DATASETS.items()]
 
 
 def dataset_info(name: str) -> DatasetInfo:

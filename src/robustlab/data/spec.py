@@ -1,7 +1,9 @@
 """What the registry knows about a dataset before loading it.
 
-:class:`DatasetInfo` is the static description (shape, classes, sizes, normalization constants) that
-``robustlab datasets`` prints and models use to size their first and last layers. :class:`DatasetSpec`
+:class:`DataInfo` is what every dataset kind shares (name, kind, sizes, splits, description, one-line
+shape); :class:`DatasetInfo` is the image kind (shape, classes, normalization constants — what models
+use to size their first and last layers), :class:`TokenSequenceInfo` the token-sequence kind and
+:class:`PairedInfo` the paired image–text kind. ``robustlab datasets`` lists every kind. :class:`DatasetSpec`
 ties an info to the functions that check for and load the files. :func:`missing_data_error` builds the
 one-line error every family raises when its files are absent.
 """
@@ -21,9 +23,26 @@ if TYPE_CHECKING:
     from robustlab.data.base import ImageDataset
 
 
+class DataInfo:
+    """What ``robustlab datasets`` shows of any dataset: ``name``, ``kind``, ``train_size``,
+    ``test_size``, ``splits``, ``description`` and :attr:`shape_text` (subclasses are dataclasses)."""
+
+    kind: str = "data"
+    name: str
+    description: str
+    train_size: int
+    test_size: int
+    splits: tuple[str, ...]
+
+    @property
+    def shape_text(self) -> str:
+        """One short description of an example's shape."""
+        return "-"
+
+
 @dataclass(frozen=True)
-class DatasetInfo:
-    """Static description of a dataset.
+class DatasetInfo(DataInfo):
+    """Static description of an image-classification dataset (kind ``image``).
 
     ``image_size`` is ``(H, W)`` of the images a loader returns by default; ``mean`` and ``std`` are
     per-channel statistics in pixel units (images in [0, 1]), approximate but good enough for the
@@ -43,10 +62,59 @@ class DatasetInfo:
     class_names: tuple[str, ...] | None = None
     splits: tuple[str, ...] = ("train", "test")
 
+    kind = "image"
+
     @property
     def shape(self) -> tuple[int, int, int]:
         """``(C, H, W)`` of one image."""
         return (self.channels, *self.image_size)
+
+    @property
+    def shape_text(self) -> str:
+        return "x".join(str(s) for s in self.shape) + f", {self.num_classes} classes"
+
+
+@dataclass(frozen=True)
+class TokenSequenceInfo(DataInfo):
+    """A dataset of token sequences (kind ``tokens``): ``vocab_size`` ids (0 when the vocabulary is
+    built from the training split), at most ``max_length`` tokens, ``num_classes`` labels (0 when the
+    targets are sequences, as in language modelling)."""
+
+    name: str
+    description: str
+    train_size: int
+    test_size: int
+    vocab_size: int = 0
+    max_length: int = 0
+    num_classes: int = 0
+    splits: tuple[str, ...] = ("train", "test")
+    kind = "tokens"
+
+    @property
+    def shape_text(self) -> str:
+        parts = [f"<= {self.max_length} tokens" if self.max_length else "variable length"]
+        if self.num_classes:
+            parts.append(f"{self.num_classes} classes")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class PairedInfo(DataInfo):
+    """A dataset of (image, text) pairs (kind ``paired``), e.g. images with reference captions."""
+
+    name: str
+    description: str
+    train_size: int
+    test_size: int
+    channels: int = 3
+    image_size: tuple[int, int] = (224, 224)
+    references: str = "1+"
+    splits: tuple[str, ...] = ("train", "val", "test")
+    kind = "paired"
+
+    @property
+    def shape_text(self) -> str:
+        return "x".join(str(s) for s in (self.channels, *self.image_size)) + f" + {self.references} texts"
 
 
 # load(split=..., root=..., download=..., transform=..., image_size=...) -> ImageDataset; loaders that
@@ -64,7 +132,7 @@ class DatasetSpec:
     ``needs_root`` datasets (the user's own folders) have no default location.
     """
 
-    info: DatasetInfo
+    info: DataInfo
     load: Loader
     available: Callable[[Path], bool]
     resizable: bool = False

@@ -14,6 +14,7 @@ import torch
 
 from robustlab.core.errors import RobustlabError
 from robustlab.data.base import Transform
+from robustlab.data.registry import register_specs
 from robustlab.data.spec import DatasetInfo, DatasetSpec, download_hint, missing_data_error, run_download
 from robustlab.data.tensor_dataset import TensorImageDataset
 
@@ -81,3 +82,5 @@ def _available(root: Path) -> bool:
 
 
 SPECS = (DatasetSpec(SVHN_INFO, load_svhn, _available),)
+
+register_specs(SPECS)

@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from robustlab.core.errors import RobustlabError, choice_error
+from robustlab.core.errors import RobustlabError
+from robustlab.core.registry import Registry
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -131,20 +132,21 @@ def _digits() -> Transform:
     return RandomAffine(degrees=10.0, translate=0.1, scale=(0.9, 1.1))
 
 
-AUGMENTATIONS: dict[str, Callable[[], Transform] | None] = {
-    "none": None,
-    "cifar": _cifar,  # random crop with 4-pixel zero padding + horizontal flip (natural images)
-    "digits": _digits,  # small rotation/shift/scale, no flip (digits and characters)
-}
+def _no_augmentation() -> None:
+    return None
+
+
+AUGMENTATIONS: Registry[Callable[[], Transform | None]] = Registry("augmentation")
+"""Training augmentation presets: name → factory of a fresh transform (``None`` for ``none``)."""
+AUGMENTATIONS.register("none", _no_augmentation)
+AUGMENTATIONS.register("cifar", _cifar)  # random crop with 4-pixel zero padding + horizontal flip (natural images)
+AUGMENTATIONS.register("digits", _digits)  # small rotation/shift/scale, no flip (digits and characters)
 
 
 def augmentation(name: str) -> Transform | None:
     """The training augmentation preset ``name`` (``none``, ``cifar``, ``digits``); ``None`` for none.
 
-    Presets act on one float ``C×H×W`` [0, 1] image of any size and keep its shape and range.
+    Presets act on one float ``C×H×W`` [0, 1] image of any size and keep its shape and range. An
+    unknown name raises the one-line :class:`RobustlabError` listing the presets.
     """
-    key = name.strip().lower() if isinstance(name, str) else name
-    if key not in AUGMENTATIONS:
-        raise choice_error("augmentation", name, AUGMENTATIONS)
-    factory = AUGMENTATIONS[key]
-    return None if factory is None else factory()
+    return AUGMENTATIONS.get(name)()

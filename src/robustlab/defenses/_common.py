@@ -14,15 +14,14 @@ global RNG state), while consecutive batches still get different starts.
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from robustlab.attacks.torchattacks_adapter import torchattacks_keywords
-from robustlab.core.checks import check_int  # noqa: F401 (re-exported for the defenses)
-from robustlab.core.checks import check_number as check_float  # the defenses' name for it
+from robustlab.core.checks import check_number
+from robustlab.core.registry import callable_params
 from robustlab.defenses.base import Defense
 
 
@@ -50,27 +49,12 @@ def resolve_eps(eps: Any, norm: str) -> float:
         from robustlab.attacks.norms import default_eps
 
         return default_eps(norm)
-    return check_float("eps", eps, min=0.0)
+    return check_number("eps", eps, min=0.0)
 
 
 def next_seed() -> int:
     """A seed for one attack call, drawn from torch's global (checkpointed) generator."""
     return int(torch.randint(0, 2**31 - 1, (1,)).item())
-
-
-def attack_class(name: str) -> type:
-    """The attack class registered as ``name`` (as :func:`robustlab.attacks.build_attack` reads it:
-    case-insensitive, ``_`` or ``-``; ``torchattacks:<Class>`` is the adapter). Unknown names raise
-    the one-line error listing the choices."""
-    from robustlab.attacks import ATTACKS, TorchattacksAttack
-    from robustlab.core.errors import choice_error
-
-    key = name.strip().lower().replace("_", "-") if isinstance(name, str) else name
-    if isinstance(key, str) and key.startswith("torchattacks:"):
-        return TorchattacksAttack
-    if key not in ATTACKS:
-        raise choice_error("attack", name, ATTACKS)
-    return ATTACKS[key]
 
 
 def make_attack(name: str, defaults: dict[str, Any], overrides: dict[str, Any] | None = None) -> Any:
@@ -81,12 +65,9 @@ def make_attack(name: str, defaults: dict[str, Any], overrides: dict[str, Any] |
     keywords count, so ``torchattacks:PGD`` gets the defense's eps, alpha and steps); ``overrides`` (the
     user's ``attack_params``) are passed as given, so a misspelt key is the attack registry's one-line error.
     """
-    from robustlab.attacks import build_attack
+    from robustlab.attacks import attack_class, build_attack
 
-    try:
-        accepted = set(inspect.signature(attack_class(name).__init__).parameters)
-    except (TypeError, ValueError):  # pragma: no cover - exotic registry entry
-        accepted = set(defaults)
+    accepted = set(callable_params(attack_class(name)))
     accepted |= torchattacks_keywords(name)  # the adapter passes the wrapped class's keywords on
     params = {k: v for k, v in defaults.items() if k in accepted and v is not None}
     params.update(overrides or {})
@@ -116,7 +97,8 @@ class AdversarialDefense(ParamsMixin, Defense):
     #: measures it, see ``train.robust_val_samples``): clean validation accuracy usually falls while
     #: robustness rises, so it would keep the least robust epoch (Rice et al. 2020 select by robust
     #: validation accuracy). Without a validation split the trainer falls back to train accuracy.
-    preferred_monitor: str = "val_robust_accuracy"
+    preferred_monitor: str | None = "val_robust_accuracy"
+    robust_validation: ClassVar[bool] = True
 
     def _attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Any = None) -> torch.Tensor:
         """Adversarial examples for ``(x, y)`` made on the unwrapped model in eval mode (fresh seed)."""

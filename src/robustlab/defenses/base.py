@@ -1,48 +1,26 @@
-"""The hook through which a defense changes how a batch is trained.
+"""A training defense: a step strategy of the shared trainer with a name, parameters and a budget.
 
-The trainer calls ``defense.train_batch(model, inputs, targets, task, step)`` for every batch;
-``step(loss)`` does backward + optimizer step (with AMP scaling and clipping) and may be called
-more than once (free adversarial training replays a batch m times). Attacks used inside a defense
-run with the model in eval mode and give it back in train mode.
+The trainer calls ``defense.train_batch(model, inputs, targets, task, step)`` for every batch (see
+:class:`robustlab.training.step.StepStrategy`); attacks used inside a defense run with the model in
+eval mode and give every submodule its flag back. An adversarial defense (``robust_validation``)
+asks for :class:`~robustlab.defenses.robust_validation.RobustValidation` at its ``eps`` and ``norm``,
+and names the metric best.pt should follow (``preferred_monitor``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import ClassVar
 
-import torch
-from torch import nn
+from robustlab.training.step import StepFn, StepStrategy
 
-from robustlab.training.task import StepOutput, Task
-
-StepFn = Callable[[torch.Tensor], None]
+__all__ = ["Defense", "StepFn"]
 
 
-class Defense:
-    """Plain training: one forward on the clean batch, one optimizer step. Subclass to change it."""
+class Defense(StepStrategy):
+    """Plain training (``none``); subclasses make each batch harder."""
 
     name = "none"
-
-    def setup(self, *, num_classes: int, device: torch.device, epochs: int, steps_per_epoch: int) -> None:
-        """Called once before training with what the defense may need to size itself."""
-
-    def train_batch(self, model: nn.Module, inputs: Any, targets: Any, task: Task, step: StepFn) -> StepOutput:
-        out = task.forward(model, inputs, targets)
-        step(out.loss)
-        return out
-
-    def on_epoch_end(self, epoch: int, model: nn.Module, metrics: dict[str, float]) -> dict[str, Any]:
-        """Extra numbers for ``metrics.jsonl``; return ``{"stop": True}`` to end training early."""
-        return {}
-
-    def describe(self) -> dict[str, Any]:
-        """The defense's name and parameters, for the run's config and report."""
-        return {"name": self.name}
-
-    def state_dict(self) -> dict[str, Any]:
-        """State to checkpoint (e.g. a persistent perturbation); tensors and plain data only."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+    #: the trainer should measure PGD accuracy on validation images at this defense's eps every epoch
+    robust_validation: ClassVar[bool] = False
+    #: the metric whose best value picks best.pt unless the config names one (None: the task's)
+    preferred_monitor: str | None = None

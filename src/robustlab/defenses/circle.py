@@ -1,4 +1,4 @@
-"""Metric learning with the circle loss, plus a cross-entropy head (report 003, Q2c).
+"""Metric learning with the circle loss, plus a cross-entropy head.
 
 The backbone's penultimate features ``model.embed(x)`` are L2-normalised and trained with the circle
 loss (pytorch-metric-learning's ``losses.CircleLoss``: pairwise similarities within the batch,
@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustlab.core.checks import check_number
 from robustlab.core.errors import RobustlabError
-from robustlab.defenses._common import ParamsMixin, check_float, classification_loss, unwrap
+from robustlab.defenses._common import ParamsMixin, classification_loss, unwrap
 from robustlab.defenses.base import Defense, StepFn
 from robustlab.defenses.registry import register_defense
 from robustlab.training.task import StepOutput, Task
@@ -48,9 +49,9 @@ class CircleLossTraining(ParamsMixin, Defense):
     name = "circle"
 
     def __init__(self, m: float = 0.25, gamma: float = 256.0, ce_weight: float = 1.0) -> None:
-        self.m = check_float("m", m, min=0.0)
-        self.gamma = check_float("gamma", gamma, min=0.0, min_open=True)
-        self.ce_weight = check_float("ce_weight", ce_weight, min=0.0)
+        self.m = check_number("m", m, min=0.0)
+        self.gamma = check_number("gamma", gamma, min=0.0, min_open=True)
+        self.ce_weight = check_number("ce_weight", ce_weight, min=0.0)
         from pytorch_metric_learning import losses
 
         self.circle = losses.CircleLoss(m=self.m, gamma=self.gamma)

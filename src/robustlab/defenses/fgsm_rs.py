@@ -23,15 +23,14 @@ ICLR 2020.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from robustlab.core.checks import check_int, check_number
 from robustlab.defenses._common import (
     AdversarialDefense,
-    check_float,
-    check_int,
     check_norm,
     classification_loss,
     make_attack,
@@ -81,6 +80,7 @@ class FGSMRandomStart(AdversarialDefense):
 
     name = "fgsm-rs"
     preferred_monitor = "guard_pgd_accuracy"
+    directions: ClassVar[dict[str, bool]] = {"guard_pgd_accuracy": True, "guard_clean_accuracy": True}
 
     def __init__(self, eps: float | None = None, alpha: float | None = None, norm: str = "linf",
                  guard_batch: int = 256, guard_steps: int = 10, collapse_ratio: float = 0.5) -> None:
@@ -88,10 +88,10 @@ class FGSMRandomStart(AdversarialDefense):
 
         self.norm = check_norm(norm)
         self.eps = resolve_eps(eps, self.norm)
-        self.alpha = 1.25 * self.eps if alpha is None else check_float("alpha", alpha, min=0.0)
+        self.alpha = 1.25 * self.eps if alpha is None else check_number("alpha", alpha, min=0.0)
         self.guard_batch = check_int("guard_batch", guard_batch, min=0)
         self.guard_steps = check_int("guard_steps", guard_steps)
-        self.collapse_ratio = check_float("collapse_ratio", collapse_ratio, min=0.0, max=1.0)
+        self.collapse_ratio = check_number("collapse_ratio", collapse_ratio, min=0.0, max=1.0)
         self.geometry = geometry(self.norm)
         self.guard_attack = make_attack(
             "pgd", {"eps": self.eps, "alpha": self.eps / 4, "steps": self.guard_steps, "norm": self.norm,
@@ -168,10 +168,11 @@ class FGSMRandomStart(AdversarialDefense):
         n = max(sums["count"], 1.0)
         return sums["clean"] / n, sums["robust"] / n
 
-    def on_epoch_end(self, epoch: int, model: nn.Module, metrics: dict[str, float]) -> dict[str, Any]:
+    def on_epoch_end(self, trainer: Any, record: dict[str, Any]) -> dict[str, Any]:
         if not self.guard_batch or self._guard_x is None:
             return {}
-        clean, robust = self.guard_accuracy(model)
+        epoch = record["epoch"]
+        clean, robust = self.guard_accuracy(trainer.model)
         collapsed = detect_collapse(robust, self.best_guard, clean, self.collapse_ratio)
         if not collapsed and (self.best_guard is None or robust > self.best_guard):
             self.best_guard = robust

@@ -25,13 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustlab.defenses._common import (
-    AdversarialDefense,
-    check_float,
-    check_int,
-    check_norm,
-    resolve_eps,
-)
+from robustlab.core.checks import check_int, check_number
+from robustlab.defenses._common import AdversarialDefense, check_norm, resolve_eps
 from robustlab.defenses.base import StepFn
 from robustlab.defenses.registry import register_defense
 from robustlab.training.task import StepOutput, Task
@@ -61,7 +56,7 @@ class FreeAdversarialTraining(AdversarialDefense):
         self.geometry = geometry(self.norm)
         self.eps = resolve_eps(eps, self.norm)
         self.replays = check_int("replays", replays)
-        self.alpha = self.eps if alpha is None else check_float("alpha", alpha, min=0.0)
+        self.alpha = self.eps if alpha is None else check_number("alpha", alpha, min=0.0)
         self.delta: torch.Tensor | None = None
         self._record(eps=self.eps, replays=self.replays, alpha=self.alpha, norm=self.norm)
 

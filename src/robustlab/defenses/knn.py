@@ -1,4 +1,4 @@
-"""k-nearest-neighbour classification in a model's embedding space (report 003, Q2c).
+"""k-nearest-neighbour classification in a model's embedding space.
 
 :class:`KNNClassifier` fits scikit-learn's ``KNeighborsClassifier`` on the L2-normalised
 ``model.embed(x)`` of the training images (Euclidean distance between unit vectors ranks neighbours
@@ -7,8 +7,8 @@ embeddings. It pairs with the ``circle`` defense, but works on any robustlab mod
 
 :func:`knn_under_attack` measures the kNN's clean and adversarial accuracy. The kNN vote is not
 differentiable, so the attack is computed **through the model's cross-entropy head** (the logits of
-``model(x)``) and the resulting adversarial images are then classified by the kNN — the setting of
-report 003 ("FGSM computed through a cross-entropy head"). This is a transfer attack from the head
+``model(x)``) and the resulting adversarial images are then classified by the kNN (e.g. FGSM
+computed through the cross-entropy head). This is a transfer attack from the head
 to the kNN; it is an upper bound on the kNN's robust accuracy, not a certificate.
 """
 
@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from robustlab.core.checks import check_int
 from robustlab.core.errors import RobustlabError
-from robustlab.defenses._common import check_int, unwrap
+from robustlab.defenses._common import unwrap
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -54,7 +55,7 @@ class KNNClassifier:
     """k-NN vote over L2-normalised training embeddings (scikit-learn ``KNeighborsClassifier``).
 
     Args:
-        k: number of neighbours (5 in report 003).
+        k: number of neighbours.
         batch_size: batch size used to embed datasets.
 
     ``fit(model, data)`` embeds every training image (``data``: a dataset or a DataLoader yielding

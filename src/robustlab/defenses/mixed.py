@@ -1,7 +1,7 @@
 """Mixed clean/adversarial training: only part of the training data is made adversarial.
 
-Report 003 (Q2b) trains a CIFAR-10 ResNet-18 where each batch is made adversarial with probability
-0.5 (FGSM, eps 0.1): ``mode="batch"``. ``mode="fraction"`` instead replaces a fraction ``p`` of every
+``mode="batch"`` makes a whole batch adversarial with probability ``p`` (e.g. 0.5 with FGSM at
+eps 0.1), else trains on it clean. ``mode="fraction"`` instead replaces a fraction ``p`` of every
 batch (chosen at random) by adversarial examples, the mix of Goodfellow et al. 2015's
 ``α·L(x) + (1−α)·L(x_adv)`` with α = 1 − p. The attack is any registry attack (FGSM by default),
 run in eval mode; the choices come from a generator seeded with ``seed`` and checkpointed.
@@ -16,15 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustlab.core.checks import check_int, check_number
 from robustlab.core.errors import RobustlabError
-from robustlab.defenses._common import (
-    AdversarialDefense,
-    check_float,
-    check_int,
-    check_norm,
-    make_attack,
-    resolve_eps,
-)
+from robustlab.defenses._common import AdversarialDefense, check_norm, make_attack, resolve_eps
 from robustlab.defenses.base import StepFn
 from robustlab.defenses.registry import register_defense
 from robustlab.training.task import StepOutput, Task
@@ -57,12 +51,12 @@ class MixedAdversarialTraining(AdversarialDefense):
                  attack_params: dict[str, Any] | None = None, seed: int = 0) -> None:
         self.norm = check_norm(norm)
         self.eps = resolve_eps(eps, self.norm)
-        self.p = check_float("p", p, min=0.0, max=1.0)
+        self.p = check_number("p", p, min=0.0, max=1.0)
         if mode not in MODES:
             raise RobustlabError(f"unknown mode {mode!r} for defense mixed; choose one of: batch, fraction")
         self.mode = mode
         self.steps = None if steps is None else check_int("steps", steps)
-        self.alpha = None if alpha is None else check_float("alpha", alpha, min=0.0)
+        self.alpha = None if alpha is None else check_number("alpha", alpha, min=0.0)
         if self.alpha is None and self.steps is not None:
             self.alpha = 2.5 * self.eps / self.steps
         if attack_params is not None and not isinstance(attack_params, dict):

@@ -1,9 +1,8 @@
 """Gaussian-noise training: every training batch is seen through additive pixel noise.
 
-Report 001 (Q1.1) trains a CIFAR-100 ResNet-18 on images with zero-mean Gaussian noise of variance
-0.05 added after ``ToTensor`` and before ``Normalize``; here the noise is added to the [0, 1] pixels
-the model receives, i.e. before the model's own normalization module, which is the same thing.
-Variance 0.05 means std ``sqrt(0.05) ≈ 0.224``.
+Zero-mean Gaussian noise is added to the [0, 1] pixels the model receives, i.e. before the model's
+own normalization module (the same as adding it after torchvision's ``ToTensor`` and before
+``Normalize``). The default variance 0.05 means std ``sqrt(0.05) ≈ 0.224``.
 """
 
 from __future__ import annotations
@@ -14,9 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustlab.core.checks import check_number
 from robustlab.core.errors import RobustlabError
 from robustlab.data import GaussianNoise
-from robustlab.defenses._common import ParamsMixin, check_float
+from robustlab.defenses._common import ParamsMixin
 from robustlab.defenses.base import Defense, StepFn
 from robustlab.defenses.registry import register_defense
 from robustlab.training.task import StepOutput, Task
@@ -30,7 +30,7 @@ class NoiseTraining(ParamsMixin, Defense):
 
     Args:
         std: noise standard deviation in pixel units (give ``std`` or ``variance``, not both).
-        variance: noise variance; ``std = sqrt(variance)``. With neither, variance 0.05 (report 001).
+        variance: noise variance; ``std = sqrt(variance)``. With neither, variance 0.05.
         clip: clamp the noisy pixels back to [0, 1] (the model's input contract).
 
     The noise comes from torch's global generator, which the trainer seeds and checkpoints, so a run
@@ -44,9 +44,9 @@ class NoiseTraining(ParamsMixin, Defense):
         if std is not None and variance is not None:
             raise RobustlabError("noise defense: give std or variance, not both")
         if std is None:
-            variance = DEFAULT_VARIANCE if variance is None else check_float("variance", variance, min=0.0)
+            variance = DEFAULT_VARIANCE if variance is None else check_number("variance", variance, min=0.0)
             std = math.sqrt(variance)
-        std = check_float("std", std, min=0.0)
+        std = check_number("std", std, min=0.0)
         if not isinstance(clip, bool):
             raise RobustlabError(f"clip must be true or false, got {clip!r}")
         self.std = std

@@ -5,8 +5,8 @@ approximately by an attack from the registry (PGD by default, any registry attac
 the model in eval mode (batch-norm statistics untouched); the weights are then updated, in train
 mode, on the adversarial examples only.
 
-Adversarial fine-tuning of an existing model (report 001, Q1.4: 10 epochs, Adam lr 1e-4, PGD with 4
-steps) is this defense plus ``train.init_from``::
+Adversarial fine-tuning of an existing model (e.g. 10 epochs, Adam lr 1e-4, PGD with 4 steps) is
+this defense plus ``train.init_from``::
 
     robustlab train --init-from runs/clean/checkpoints/best.pt --defense pgd-at --eps 8/255 \\
         --set defense.params.steps=4 --epochs 10 --lr 1e-4 --optimizer adam
@@ -21,15 +21,9 @@ from typing import Any
 
 from torch import nn
 
+from robustlab.core.checks import check_int, check_number
 from robustlab.core.errors import RobustlabError
-from robustlab.defenses._common import (
-    AdversarialDefense,
-    check_float,
-    check_int,
-    check_norm,
-    make_attack,
-    resolve_eps,
-)
+from robustlab.defenses._common import AdversarialDefense, check_norm, make_attack, resolve_eps
 from robustlab.defenses.base import StepFn
 from robustlab.defenses.registry import register_defense
 from robustlab.training.task import StepOutput, Task
@@ -42,7 +36,7 @@ class PGDAdversarialTraining(AdversarialDefense):
     Args:
         eps: budget in pixel units (None: 8/255 for linf, 0.5 for l2).
         alpha: step size (None: ``2.5 · eps / steps``, Madry's choice for eps 8/255 and 7 steps ≈ eps/4).
-        steps: attack iterations (7 as in Madry's CIFAR-10 model; report 001 uses 4).
+        steps: attack iterations (7 as in Madry's CIFAR-10 model; fewer is cheaper and weaker).
         norm: ``linf`` or ``l2``.
         attack: the registry attack used as inner maximiser (``pgd``, ``fgsm``, ``apgd-ce``, ...);
             ``eps``, ``alpha``, ``steps``, ``norm`` and ``random_start=True`` are passed where the
@@ -63,7 +57,7 @@ class PGDAdversarialTraining(AdversarialDefense):
         self.norm = check_norm(norm)
         self.eps = resolve_eps(eps, self.norm)
         self.steps = check_int("steps", steps)
-        self.alpha = 2.5 * self.eps / self.steps if alpha is None else check_float("alpha", alpha, min=0.0)
+        self.alpha = 2.5 * self.eps / self.steps if alpha is None else check_number("alpha", alpha, min=0.0)
         if attack_params is not None and not isinstance(attack_params, dict):
             raise RobustlabError(f"attack_params must be a mapping of attack options, got {attack_params!r}")
         self.attack_name = attack

@@ -22,11 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustlab.core.checks import check_int, check_number
 from robustlab.defenses._common import (
     AdversarialDefense,
     accuracy_of,
-    check_float,
-    check_int,
     check_norm,
     classification_loss,
     resolve_eps,
@@ -74,9 +73,9 @@ class TRADES(AdversarialDefense):
         self.norm = check_norm(norm)
         self.geometry = geometry(self.norm)
         self.eps = resolve_eps(eps, self.norm)
-        self.beta = check_float("beta", beta, min=0.0)
+        self.beta = check_number("beta", beta, min=0.0)
         self.steps = check_int("steps", steps)
-        self.alpha = 2.5 * self.eps / self.steps if alpha is None else check_float("alpha", alpha, min=0.0)
+        self.alpha = 2.5 * self.eps / self.steps if alpha is None else check_number("alpha", alpha, min=0.0)
         self._record(eps=self.eps, beta=self.beta, alpha=self.alpha, steps=self.steps, norm=self.norm)
 
     def perturb(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -20,11 +20,11 @@ from robustlab.evaluation.metrics import (
     accuracy_under_noise,
     confusion_matrix,
     cross_domain_table,
-    dataset_accuracy,
     per_class_accuracy,
     superclass_accuracy,
 )
-from robustlab.evaluation.robust import EvaluationResult, evaluate_robustness
+from robustlab.evaluation.result import EvaluationResult
+from robustlab.evaluation.robust import evaluate_robustness
 
 __all__ = [
     "FLAG_DOCS",
@@ -33,7 +33,6 @@ __all__ = [
     "accuracy_under_noise",
     "confusion_matrix",
     "cross_domain_table",
-    "dataset_accuracy",
     "evaluate_robustness",
     "per_class_accuracy",
     "run_checks",

@@ -1,4 +1,4 @@
-"""Small, vectorised metrics on per-sample predictions, and batched prediction helpers.
+"""Small, vectorised metrics on per-sample predictions, and accuracies over a dataset.
 
 Every function here works on whole tensors (no per-image Python loop). Conventions:
 
@@ -17,8 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.core.errors import RobustlabError
-from robustlab.core.precision import autocast_context
+from robustlab.core.modes import eval_mode
 from robustlab.data import make_loader
+from robustlab.models.inference import dataset_accuracy, model_dtype, predict
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
@@ -30,23 +31,6 @@ def derive_seed(seed: int, *parts: int | str) -> int:
     """A stable 63-bit seed from ``seed`` and ``parts`` (same inputs → same seed, on every machine)."""
     digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & (2**63 - 1)
-
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """The floating dtype of the model's first floating parameter (float32 when it has none)."""
-    for p in model.parameters():
-        if p.is_floating_point():
-            return p.dtype
-    return torch.float32
-
-
-@torch.no_grad()
-def predict(model: nn.Module, x: Tensor, amp: str = "none") -> Tensor:
-    """Predicted classes ``(N,)`` int64 of pixels ``x`` ``(N, C, H, W)`` (forward under ``amp``)."""
-    if x.shape[0] == 0:
-        return torch.empty(0, dtype=torch.long, device=x.device)
-    with autocast_context(x.device, amp):
-        return model(x).argmax(dim=1)
 
 
 # -- accuracy tables -----------------------------------------------------------------------------
@@ -152,10 +136,6 @@ def norm_summary(values: Tensor) -> dict[str, Any]:
 # -- evaluations over a dataset ------------------------------------------------------------------
 
 
-def _batches(dataset: Any, batch_size: int) -> Any:
-    return make_loader(dataset, batch_size=batch_size, shuffle=False)
-
-
 def noisy_correct(
     model: nn.Module, x: Tensor, y: Tensor, sigmas: Sequence[float], seed: int, amp: str = "none"
 ) -> Tensor:
@@ -197,43 +177,15 @@ def accuracy_under_noise(
     hits = torch.zeros(len(sigmas), dtype=torch.long)
     total = 0
     dtype = model_dtype(model)
-    was_training = model.training
-    model.eval()
-    try:
-        for b, (x, y) in enumerate(_batches(dataset, batch_size)):
+    with eval_mode(model):
+        for b, (x, y) in enumerate(make_loader(dataset, batch_size=batch_size, shuffle=False)):
             x, y = x.to(device, dtype), y.to(device)
             hits += noisy_correct(model, x, y, sigmas, derive_seed(seed, b), amp).sum(dim=1).cpu()
             total += y.numel()
-    finally:
-        model.train(was_training)
     return [
         {"sigma": float(s), "accuracy": float(h) / total if total else 0.0}
         for s, h in zip(sigmas, hits.tolist(), strict=True)
     ]
-
-
-def dataset_accuracy(
-    model: nn.Module,
-    dataset: Any,
-    device: torch.device = torch.device("cpu"),
-    batch_size: int = 256,
-    amp: str = "none",
-) -> float:
-    """Clean accuracy of ``model`` on ``dataset`` (fraction in [0, 1]; 0 for an empty dataset)."""
-    correct, total = 0, 0
-    dtype = model_dtype(model)
-    was_training = model.training
-    model.eval()
-    try:
-        hits = []
-        for x, y in _batches(dataset, batch_size):
-            x, y = x.to(device, dtype), y.to(device)
-            hits.append((predict(model, x, amp) == y).sum())
-            total += y.numel()
-        correct = int(torch.stack(hits).sum()) if hits else 0
-    finally:
-        model.train(was_training)
-    return correct / total if total else 0.0
 
 
 def cross_domain_table(
@@ -249,6 +201,6 @@ def cross_domain_table(
         ``[{"dataset": name, "accuracy": a, "n": len(ds)}, ...]`` in the mapping's order.
     """
     return [
-        {"dataset": name, "accuracy": dataset_accuracy(model, ds, device, batch_size, amp), "n": len(ds)}
+        {"dataset": name, "accuracy": dataset_accuracy(model, ds, batch_size, device, amp), "n": len(ds)}
         for name, ds in datasets.items()
     ]

@@ -11,13 +11,19 @@ concrete attack objects per eps, batch and mode:
 - fitted attacks (``uap``: one universal perturbation) are fitted once per eps on the evaluated
   images before the batches are attacked (see :func:`fit_attacks`), then applied per row.
 
+Which kind an attack is comes from its class (the ``minimal``, ``needs_fit``, ``whitebox`` and
+``stepped`` flags of :class:`robustlab.attacks.base.Attack`, looked up through the attack registry),
+so a new attack never edits the evaluator; a name the registry does not know (a custom factory's)
+is an eps-budgeted attack with none of these capabilities.
+
 ``cfg.attack_params[name]`` overrides any of these defaults, except ``eps`` (the sweep's) and
 ``norm`` (the evaluation's threat model) for budgeted attacks. ``attack_params.uap.fit_epochs``
 (default 1) is the number of passes over the evaluated images when fitting the UAP. Attack names
-are matched like the registry does (case-insensitive, ``_`` = ``-``); ``torchattacks:<Class>`` names
-reach the torchattacks adapter, which gets ``eps``/``norm`` and, when the wrapped class takes both
-``steps`` and ``alpha`` (torchattacks' PGD), the evaluation's steps and alpha, so a library attack and
-ours are compared at the same settings; otherwise its own defaults.
+are matched like the registry does (:func:`robustlab.core.names.normalize`: case-insensitive,
+``_`` = ``-``); ``torchattacks:<Class>`` names reach the torchattacks adapter, which gets
+``eps``/``norm`` and, when the wrapped class takes both ``steps`` and ``alpha`` (torchattacks' PGD),
+the evaluation's steps and alpha, so a library attack and ours are compared at the same settings;
+otherwise its own defaults.
 """
 
 from __future__ import annotations
@@ -30,25 +36,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robustlab.attacks.registry import TORCHATTACKS_PREFIX, attack_class
 from robustlab.attacks.torchattacks_adapter import torchattacks_keywords
-from robustlab.config import EvalConfig
 from robustlab.core.errors import RobustlabError
-
-MINIMAL_ATTACKS = frozenset({"cw-l2", "deepfool"})
-"""Attacks that search the smallest adversarial perturbation instead of using an eps budget."""
-
-FITTED_ATTACKS = frozenset({"uap"})
-"""Attacks fitted on the evaluated images before use (one perturbation for all inputs)."""
-
-WHITEBOX_ATTACKS = frozenset({"fgsm", "pgd", "apgd-ce", "apgd-dlr", "cw-l2", "deepfool"})
-"""Gradient-based attacks (used by the black-box-beats-white-box check)."""
+from robustlab.core.names import normalize
+from robustlab.evaluation.config import EvalConfig
 
 SANITY_ATTACKS = frozenset({"pgd", "square"})
 """Attacks the sanity pass runs even when not listed; ``attack_params`` may configure them."""
-
-STEP_ATTACKS = frozenset({"pgd"})
-"""Attacks that receive ``cfg.steps`` and ``alpha = cfg.alpha_ratio · eps`` (so do torchattacks classes
-taking both ``steps`` and ``alpha``)."""
 
 AttackFactory = Callable[..., Callable[..., Tensor]]
 
@@ -64,12 +59,19 @@ def default_factory() -> AttackFactory:
     return build_attack
 
 
-def attack_key(name: str) -> str:
-    """The registry spelling of an attack name: ``"APGD_CE"`` → ``"apgd-ce"`` (torchattacks names kept)."""
-    name = name.strip()
-    if name.lower().startswith("torchattacks:"):
-        return "torchattacks:" + name.split(":", 1)[1].strip()
-    return name.lower().replace("_", "-")
+def registered_class(name: str) -> type | None:
+    """The attack class the registry builds for ``name`` (``torchattacks:<Class>``: the adapter), or
+    None for a name it does not know (a custom factory's attack)."""
+    try:
+        return attack_class(name)
+    except RobustlabError:
+        return None
+
+
+def capability(name: str, flag: str) -> bool:
+    """The capability ``flag`` (``minimal``, ``needs_fit``, ``whitebox``, ``stepped``) of attack
+    ``name``'s class; False for names the registry does not know."""
+    return bool(getattr(registered_class(name), flag, False))
 
 
 def probe_attack(
@@ -116,16 +118,25 @@ class AttackPlan:
     @property
     def minimal(self) -> bool:
         """Minimal-perturbation attack (run once, without eps)."""
-        return self.name in MINIMAL_ATTACKS
+        return capability(self.name, "minimal")
 
     @property
     def needs_fit(self) -> bool:
         """The attack must be fitted on data before use (see :func:`fit_attacks`)."""
-        return self.name in FITTED_ATTACKS
+        return capability(self.name, "needs_fit")
 
     @property
     def whitebox(self) -> bool:
-        return self.name in WHITEBOX_ATTACKS
+        """Per-input gradient (white-box) attack, compared against the black-box check's Square."""
+        return capability(self.name, "whitebox")
+
+    @property
+    def stepped(self) -> bool:
+        """Gets the evaluation's ``steps`` and ``alpha = alpha_ratio · eps``: attacks with a fixed step
+        size (PGD), and torchattacks classes taking both ``steps`` and ``alpha``."""
+        if self.name.startswith(TORCHATTACKS_PREFIX):
+            return {"steps", "alpha"} <= self.accepted
+        return capability(self.name, "stepped")
 
     def params(self, eps: float | None, seed: int, early_exit: bool) -> dict[str, Any]:
         """Constructor arguments for one call: defaults from the config, then the user's overrides."""
@@ -135,10 +146,10 @@ class AttackPlan:
             p["eps"] = float(eps)
             if "norm" in acc:
                 p["norm"] = self.norm
-            if self.name in STEP_ATTACKS or (self.name.startswith("torchattacks:") and {"steps", "alpha"} <= acc):
+            if self.stepped:
                 p["steps"] = self.steps
                 p["alpha"] = self.alpha_ratio * float(eps)
-        elif "norm" in acc and self.name == "deepfool":
+        elif "norm" in acc and self.minimal:  # a minimal attack measuring in a chosen norm (DeepFool)
             p["norm"] = self.norm
         if "restarts" in acc:
             p["restarts"] = self.restarts
@@ -167,26 +178,27 @@ class AttackPlan:
 def make_plans(cfg: EvalConfig, factory: AttackFactory | None = None) -> list[AttackPlan]:
     """One :class:`AttackPlan` per attack of ``cfg.attacks`` (order kept, duplicates refused)."""
     factory = factory or default_factory()
-    keys = [attack_key(a) for a in cfg.attacks]
+    keys = [normalize(a) for a in cfg.attacks]
     if len(set(keys)) != len(keys):
         dup = next(a for a in keys if keys.count(a) > 1)
         raise RobustlabError(f"attack {dup!r} is listed twice in evaluate.attacks; list each attack once")
-    unknown = {attack_key(a) for a in cfg.attack_params} - set(keys) - SANITY_ATTACKS
+    unknown = {normalize(a) for a in cfg.attack_params} - set(keys) - SANITY_ATTACKS
     if unknown:
         raise RobustlabError(
             f"evaluate.attack_params names {sorted(unknown)[0]!r}, which is neither in evaluate.attacks "
             f"({', '.join(cfg.attacks) or 'none'}) nor a sanity attack ({', '.join(sorted(SANITY_ATTACKS))})"
         )
     plans = []
-    user_params = {attack_key(k): v for k, v in cfg.attack_params.items()}
-    for name in (attack_key(a) for a in cfg.attacks):
+    user_params = {normalize(k): v for k, v in cfg.attack_params.items()}
+    for name in keys:
         user = dict(user_params.get(name, {}))
-        fit_epochs = user.pop("fit_epochs", 1) if name in FITTED_ATTACKS else 1
-        if "eps" in user and name not in MINIMAL_ATTACKS:
+        minimal = capability(name, "minimal")
+        fit_epochs = user.pop("fit_epochs", 1) if capability(name, "needs_fit") else 1
+        if "eps" in user and not minimal:
             raise RobustlabError(
                 f"attack_params.{name}.eps: set the budgets with evaluate.eps, not per attack"
             )
-        if name not in MINIMAL_ATTACKS and user.get("norm", cfg.norm) != cfg.norm:
+        if not minimal and user.get("norm", cfg.norm) != cfg.norm:
             raise RobustlabError(
                 f"attack_params.{name}.norm is {user['norm']!r} but the evaluation's norm is {cfg.norm!r}; "
                 "a worst case over attacks needs one threat model (set evaluate.norm)"
@@ -197,7 +209,7 @@ def make_plans(cfg: EvalConfig, factory: AttackFactory | None = None) -> list[At
                 "remove 'targeted'"
             )
         accepted, fixed = probe_attack(factory, name, user)
-        if fixed is not None and fixed != cfg.norm and name not in MINIMAL_ATTACKS:
+        if fixed is not None and fixed != cfg.norm and not minimal:
             raise RobustlabError(
                 f"attack {name} works in the {fixed} norm only, but evaluate.norm is {cfg.norm!r}; "
                 f"remove it or set evaluate.norm to {fixed}"

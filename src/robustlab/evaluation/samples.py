@@ -27,7 +27,7 @@ from torch import Tensor
 
 from robustlab.core.errors import RobustlabError
 from robustlab.core.io import atomic_write_bytes
-from robustlab.evaluation.robust import EvaluationResult
+from robustlab.evaluation.result import EvaluationResult
 
 FILENAME = "per_sample.safetensors"
 

@@ -24,17 +24,18 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.norms import geometry
-from robustlab.config import EvalConfig
+from robustlab.core.names import normalize
 from robustlab.core.precision import autocast_context
-from robustlab.evaluation.metrics import derive_seed, predict
+from robustlab.evaluation.config import EvalConfig
+from robustlab.evaluation.metrics import derive_seed
 from robustlab.evaluation.runner import (
     AttackFactory,
     AttackPlan,
-    attack_key,
     default_factory,
     probe_attack,
     run_attack,
 )
+from robustlab.models.inference import predict
 
 LARGE_EPS_LINF = 0.5
 """L∞ budget of the large-eps check: every image can be turned mid-gray."""
@@ -98,7 +99,7 @@ def _extra_plan(name: str, cfg: EvalConfig, plans: list[AttackPlan], factory: At
     for p in plans:
         if p.name == name:
             return p
-    user = {attack_key(k): v for k, v in cfg.attack_params.items()}.get(name, {})
+    user = {normalize(k): v for k, v in cfg.attack_params.items()}.get(name, {})
     accepted, fixed = probe_attack(factory, name, user)
     return AttackPlan(
         name=name, factory=factory, accepted=accepted, fixed_norm=fixed, user_params=dict(user),

@@ -2,7 +2,7 @@
 adversarial examples. :func:`explain_run` writes all of them into a run folder's ``figures/``."""
 
 from robustlab.explain.embeddings import embed_2d, features, umap_figure
-from robustlab.explain.gradcam import gradcam, gradcam_figure, predict
+from robustlab.explain.gradcam import gradcam, gradcam_figure
 from robustlab.explain.grid import adversarial_grid, amplify_perturbation
 from robustlab.explain.run import explain_run, pick_indices
 
@@ -15,6 +15,5 @@ __all__ = [
     "gradcam",
     "gradcam_figure",
     "pick_indices",
-    "predict",
     "umap_figure",
 ]

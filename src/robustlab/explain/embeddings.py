@@ -1,4 +1,4 @@
-"""Penultimate features and their UMAP maps (report 003: train / test / adversarial test)."""
+"""Penultimate features and their UMAP maps (e.g. train / test / adversarial test on one map)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from matplotlib.lines import Line2D
 from torch import nn
 
 from robustlab.core.errors import RobustlabError
+from robustlab.core.modes import eval_mode
 from robustlab.core.progress import log
-from robustlab.report.plotting import label_name, new_figure, plain, save_figure
+from robustlab.viz import category_cmap, label_name, new_figure, plain, save_figure
 
 MAX_UMAP_POINTS = 2000
 
@@ -27,11 +28,9 @@ def features(
 
     Returns ``(feats, labels)``: float32 CPU ``(N, D)`` and int64 CPU ``(N,)``.
     """
-    was = model.training
-    model.eval()
     device = next(model.parameters()).device
     feats, labels, n = [], [], 0
-    try:
+    with eval_mode(model):
         for x, y in loader:
             if max_points is not None and n >= max_points:
                 break
@@ -39,8 +38,6 @@ def features(
             feats.append(model.embed(x[:take].to(device)).float().cpu())
             labels.append(torch.as_tensor(y[:take]).long().cpu())
             n += take
-    finally:
-        model.train(was)
     if not feats:
         return torch.empty(0, getattr(model, "feature_dim", 0)), torch.empty(0, dtype=torch.long)
     return torch.cat(feats), torch.cat(labels)
@@ -155,7 +152,7 @@ def umap_figure(
     coords = embed_2d(union, seed=seed, n_neighbors=n_neighbors)
     all_labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
     k = int(max(all_labels.max() + 1 if all_labels.size else 1, len(class_names or [])))
-    cmap = "tab10" if k <= 10 else "tab20" if k <= 20 else "viridis"
+    cmap = category_cmap(k)
     fig = new_figure(4.0 * len(names) + (1.8 if k <= 20 else 0.6), 4.0)
     axes = np.atleast_1d(fig.subplots(1, len(names), squeeze=False)).ravel()
     lo, hi = (coords.min(0), coords.max(0)) if coords.size else (np.zeros(2), np.ones(2))

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from robustlab.core.errors import RobustlabError
-from robustlab.report.plotting import RED, label_name, new_figure, plain, save_figure, show_image, to_image
+from robustlab.core.modes import eval_mode
+from robustlab.models.inference import predict
+from robustlab.viz import RED, label_name, new_figure, plain, save_figure, show_image, to_image
 
 Target = int | Sequence[int] | torch.Tensor | None
 CAM_ALPHA = 0.45
@@ -41,7 +44,7 @@ def gradcam(model: nn.Module, x: torch.Tensor, target: Target = None, batch_size
 
     Returns a float32 CPU tensor ``(N, H, W)`` in [0, 1] (each map min–max scaled; all zeros where
     no region raises the target score). The model's mode, parameters' ``requires_grad`` and
-    ``.grad`` are restored, and no hook remains on the target layers afterwards.
+    ``.grad`` are restored (each submodule's own mode), and no hook remains on the target layers afterwards.
     """
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -58,51 +61,37 @@ def gradcam(model: nn.Module, x: torch.Tensor, target: Target = None, batch_size
     reshape = getattr(model, "cam_reshape_transform", None)
     params = list(model.parameters())
     device = params[0].device if params else torch.device("cpu")
-    was_training = model.training
     saved = [(p, p.requires_grad, p.grad) for p in params]
     maps: list[np.ndarray] = []
     cam = None
-    try:
-        # Gradients flow to the input instead of the weights: nothing accumulates in .grad and a
-        # frozen backbone still gets a map.
-        for p in params:
-            p.requires_grad_(False)
-        cam = GradCAM(model=model, target_layers=layers, reshape_transform=reshape)
-        cam.compute_input_gradient = True
-        with torch.enable_grad():
-            for start in range(0, n, batch_size):
-                xb = x[start : start + batch_size].detach().to(device, torch.float32)
-                tb = (
-                    None
-                    if classes is None
-                    else [ClassifierOutputTarget(c) for c in classes[start : start + batch_size]]
-                )
-                maps.append(np.asarray(cam(input_tensor=xb, targets=tb), dtype=np.float32))
-    finally:
-        if cam is not None:
-            cam.activations_and_grads.release()
-        for p, flag, grad in saved:
-            p.requires_grad_(flag)
-            p.grad = grad
-        model.train(was_training)
+    with eval_mode(model):
+        try:
+            # Gradients flow to the input instead of the weights: nothing accumulates in .grad and a
+            # frozen backbone still gets a map.
+            for p in params:
+                p.requires_grad_(False)
+            cam = GradCAM(model=model, target_layers=layers, reshape_transform=reshape)
+            cam.compute_input_gradient = True
+            with torch.enable_grad():
+                for start in range(0, n, batch_size):
+                    xb = x[start : start + batch_size].detach().to(device, torch.float32)
+                    tb = (
+                        None
+                        if classes is None
+                        else [ClassifierOutputTarget(c) for c in classes[start : start + batch_size]]
+                    )
+                    maps.append(np.asarray(cam(input_tensor=xb, targets=tb), dtype=np.float32))
+        finally:
+            if cam is not None:
+                cam.activations_and_grads.release()
+            for p, flag, grad in saved:
+                p.requires_grad_(flag)
+                p.grad = grad
     out = torch.from_numpy(np.concatenate(maps, axis=0)) if maps else torch.empty(0, *x.shape[-2:])
     return torch.nan_to_num(out.float()).clamp_(0.0, 1.0)
 
 
-@torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Predicted classes ``(N,)`` int64 on CPU; the model's mode is restored."""
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        out = [model(x[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)]
-    finally:
-        model.train(was)
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
-
-
-def overlay(ax, image: torch.Tensor, cam: torch.Tensor, title: str = "", color: str = "black") -> None:
+def overlay(ax: Any, image: torch.Tensor, cam: torch.Tensor, title: str = "", color: str = "black") -> None:
     """Draw ``image`` (``C×H×W`` in [0, 1]) with ``cam`` (``H×W`` in [0, 1]) as a jet heat-map on top."""
     img = to_image(image)
     show_image(ax, img, title, color=color, fontsize=8)
@@ -120,8 +109,8 @@ def gradcam_figure(
     """A grid of Grad-CAM overlays: one row per image; a first column with the image and its true
     label, then for each model its map on the clean image and (when ``x_adv[name]`` is given) on the
     adversarial image made against that model. Each map is labelled with the model's prediction on
-    that image, in red when wrong. With two models (e.g. before/after adversarial training) this
-    is report 001's Grad-CAM figure.
+    that image, in red when wrong. With two models, e.g. before/after adversarial training, the
+    figure compares where each looks.
 
     ``x`` and each ``x_adv[name]``: ``N×C×H×W`` in [0, 1]; ``y``: ``N`` labels. Writes a PNG to
     ``path`` and returns it.
@@ -135,7 +124,9 @@ def gradcam_figure(
     for name, model in models.items():
         sets = [("clean", x)] + ([("adversarial", x_adv[name])] if name in x_adv else [])
         for kind, images in sets:
-            columns.append((f"{plain(name)}\n{kind}", images.cpu(), gradcam(model, images), predict(model, images)))
+            columns.append(
+                (f"{plain(name)}\n{kind}", images.cpu(), gradcam(model, images), predict(model, images, batch_size=256))
+            )
     ncols = 1 + len(columns)
     fig = new_figure(1.55 * ncols, 1.75 * n + 0.4)
     axes = np.atleast_2d(fig.subplots(n, ncols, squeeze=False))

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from robustlab.core.errors import RobustlabError
-from robustlab.report.plotting import RED, label_name, new_figure, save_figure, show_image, to_image
+from robustlab.viz import RED, label_name, new_figure, save_figure, show_image, to_image
 
 
 def amplify_perturbation(delta: torch.Tensor, amplify: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:

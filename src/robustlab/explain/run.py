@@ -14,8 +14,9 @@ from robustlab.core.errors import RobustlabError
 from robustlab.core.progress import log
 from robustlab.core.runs import RunDir
 from robustlab.explain.embeddings import MAX_UMAP_POINTS, features, umap_figure
-from robustlab.explain.gradcam import gradcam_figure, predict
+from robustlab.explain.gradcam import gradcam_figure
 from robustlab.explain.grid import adversarial_grid
+from robustlab.models.inference import predict
 
 FIGURE_FILES = {"adversarial_grid": "adversarial_grid.png", "gradcam": "gradcam.png", "umap": "umap.png"}
 
@@ -138,8 +139,8 @@ def explain_run(
             x,
             adv,
             y,
-            predict(model, x),
-            predict(model, adv),
+            predict(model, x, batch_size=256),
+            predict(model, adv, batch_size=256),
             names,
             figures / FIGURE_FILES["adversarial_grid"],
             norm=getattr(atk, "norm", "linf"),

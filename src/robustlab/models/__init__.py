@@ -3,6 +3,9 @@
 from robustlab.models.classifier import ImageClassifier
 from robustlab.models.normalize import Normalize
 from robustlab.models.pretrained import load_pretrained
-from robustlab.models.registry import ModelInfo, build_model, list_models
+from robustlab.models.registry import MODELS, ModelInfo, ModelSpec, build_model, list_models, register_model
 
-__all__ = ["ImageClassifier", "ModelInfo", "Normalize", "build_model", "list_models", "load_pretrained"]
+__all__ = [
+    "MODELS", "ImageClassifier", "ModelInfo", "ModelSpec", "Normalize", "build_model", "list_models", "load_pretrained",
+    "register_model",
+]

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from robustlab.core.errors import RobustlabError, choice_error
+from robustlab.core.errors import RobustlabError
+from robustlab.core.registry import Registry
 from robustlab.models.classifier import ImageClassifier
 from robustlab.models.pretrained import load_pretrained
 from robustlab.models.resnet import resnet18_backbone
@@ -45,35 +46,47 @@ def _vit(c: int, size: int, batchnorm: bool, patch_size: int | None = None, vari
     return net, net.num_features, (lambda b: b.blocks[-1].norm1), vit_cam_reshape(grid, net.num_prefix_tokens)
 
 
-_BUILDERS: dict[str, tuple[Callable[..., Any], ModelInfo]] = {
-    "small_cnn": (
-        _small_cnn,
-        ModelInfo("small_cnn", "4-layer VGG-style CNN with BN, for small images", {"width": 32, "feature_dim": 128}),
-    ),
-    "resnet18_cifar": (
-        _resnet(cifar=True),
-        ModelInfo("resnet18_cifar", "ResNet-18 with CIFAR stem (3x3 stride-1 conv1, no max-pool)", {}),
-    ),
-    "resnet18": (
-        _resnet(cifar=False),
-        ModelInfo("resnet18", "torchvision ResNet-18 (ImageNet stem); pretrained from a local file", {}),
-    ),
-    "vit": (
-        _vit,
-        ModelInfo(
-            "vit",
-            "timm Vision Transformer; variants " + "/".join(VIT_VARIANTS) + " (b16 = ViT-B/16 at 224)",
-            {"variant": "tiny", "patch_size": "auto (image_size/8, or 16 at >=128 px)"},
-        ),
-    ),
-}
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered architecture: what ``robustlab models`` prints and the function that builds it.
+
+    ``build(in_channels, image_size, batchnorm, **options)`` returns ``(backbone, feature_dim,
+    cam_layer(backbone) -> module, cam_reshape or None)``.
+    """
+
+    info: ModelInfo
+    build: Callable[..., Any]
+
+
+MODELS: Registry[ModelSpec] = Registry("model")
+"""Every architecture, keyed by name (``small_cnn``; ``small-cnn`` is found too)."""
+
+
+def register_model(name: str, build: Callable[..., Any], description: str, options: dict[str, Any]) -> ModelSpec:
+    """Make ``build`` available as model ``name`` with its specific ``options`` and their defaults."""
+    return MODELS.register(name, ModelSpec(ModelInfo(name, description, options), build))
+
+
+register_model(
+    "small_cnn", _small_cnn, "4-layer VGG-style CNN with BN, for small images", {"width": 32, "feature_dim": 128}
+)
+register_model("resnet18_cifar", _resnet(cifar=True), "ResNet-18 with CIFAR stem (3x3 stride-1 conv1, no max-pool)", {})
+register_model(
+    "resnet18", _resnet(cifar=False), "torchvision ResNet-18 (ImageNet stem); pretrained from a local file", {}
+)
+register_model(
+    "vit",
+    _vit,
+    "timm Vision Transformer; variants " + "/".join(VIT_VARIANTS) + " (b16 = ViT-B/16 at 224)",
+    {"variant": "tiny", "patch_size": "auto (image_size/8, or 16 at >=128 px)"},
+)
 
 COMMON_OPTIONS = {"batchnorm": True, "dropout": 0.0, "pretrained": None}
 
 
 def list_models() -> list[ModelInfo]:
-    """Every registered architecture, with its specific options and their defaults."""
-    return [info for _, info in _BUILDERS.values()]
+    """Every registered architecture, sorted by name, with its specific options and their defaults."""
+    return [spec.info for _, spec in MODELS.items()]
 
 
 def build_model(
@@ -92,12 +105,12 @@ def build_model(
 
     ``mean``/``std`` (per channel, pixel units) go into the model's :class:`Normalize` front module;
     they default to 0.5/0.5. ``pretrained`` is a local weights file (see
-    :func:`robustlab.models.pretrained.load_pretrained`). Unknown ``name`` or options raise
-    :class:`RobustlabError`.
+    :func:`robustlab.models.pretrained.load_pretrained`). ``name`` is matched like every registry
+    name (``small-cnn`` is ``small_cnn``); unknown names or options raise :class:`RobustlabError`.
     """
-    if name not in _BUILDERS:
-        raise choice_error("model", name, _BUILDERS)
-    builder, info = _BUILDERS[name]
+    spec = MODELS.get(name)
+    info = spec.info
+    name = info.name
     unknown = set(options) - set(info.options)
     if unknown:
         allowed = sorted(set(info.options) | set(COMMON_OPTIONS)) or ["(none)"]
@@ -114,7 +127,7 @@ def build_model(
     if len(mean) != in_channels or len(std) != in_channels:
         raise RobustlabError(f"mean/std need {in_channels} values (one per channel), got {len(mean)}/{len(std)}")
     try:
-        backbone, dim, cam_layer, reshape = builder(in_channels, image_size, batchnorm, **options)
+        backbone, dim, cam_layer, reshape = spec.build(in_channels, image_size, batchnorm, **options)
     except ValueError as e:
         raise RobustlabError(str(e)) from None
     model = ImageClassifier(

@@ -10,7 +10,7 @@ def resnet18_backbone(in_channels: int = 3, cifar_stem: bool = False, batchnorm:
     """A torchvision ResNet-18 whose ``fc`` is the identity: output features ``(N, 512)``.
 
     ``cifar_stem`` swaps conv1 for a 3×3 stride-1 convolution and removes the max-pool (for 32×32
-    inputs). ``batchnorm=False`` replaces every BatchNorm with the identity (report 003's ablation).
+    inputs). ``batchnorm=False`` replaces every BatchNorm with the identity.
     """
     norm_layer = nn.BatchNorm2d if batchnorm else _no_norm
     net = resnet18(weights=None, norm_layer=norm_layer)

@@ -14,15 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader
+from markupsafe import Markup
 
 import robustlab
 from robustlab.core.errors import RobustlabError
 from robustlab.core.io import atomic_write_text
 from robustlab.core.progress import log
 from robustlab.report import context as ctx
-from robustlab.report import figures as figs
-from robustlab.report import sections as sec
-from robustlab.report.format import eps_label, is_number, norm_label, num, pct, seconds
+from robustlab.report.format import eps_label, norm_label, num, pct, seconds
+from robustlab.report.section import Section
+from robustlab.report.sections import other_sections
+from robustlab.viz import training_curves
 
 TEMPLATES = Path(__file__).parent / "templates"
 MIME = {
@@ -33,29 +35,30 @@ MIME = {
     ".webp": "image/webp",
 }
 
-# figures the report draws itself from metrics.jsonl / results.json (file names under figures/)
-STANDARD_FIGURES = {
-    "training_curves": "training_curves.png",
-    "robustness_curve": "robustness_curve.png",
-    "per_class": "per_class.png",
-    "confusion": "confusion.png",
-    "noise_curve": "noise_curve.png",
-}
-# titles of the figures that ``robustlab.explain`` writes; shown first, in this order
+# titles of the figures that the classification lab's explain stage writes; shown first, in this order
 EXPLAIN_TITLES = {
     "gradcam": "Grad-CAM: where the model looks, on clean and adversarial images",
     "umap": "UMAP of penultimate features (train, test, adversarial test)",
     "adversarial_grid": "Adversarial examples and their amplified perturbations",
 }
+TRAINING_CURVES = "training_curves.png"
 
 
-def render(template: str, **values: Any) -> str:
-    """Render ``templates/<template>`` with autoescaping on (every value is HTML-escaped)."""
-    return _env().get_template(template).render(**values)
+def render(template: str, template_dir: Path | None = None, **values: Any) -> str:
+    """Render ``<template_dir>/<template>`` (which may extend the shell's ``base.html``), or the shell's
+    own ``templates/<template>``, with autoescaping on (every value is HTML-escaped)."""
+    return _env(template_dir).get_template(template).render(**values)
 
 
-def _env() -> Environment:
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, trim_blocks=True, lstrip_blocks=True)
+def render_fragment(template_dir: Path, template: str, **values: Any) -> Markup:
+    """A lab's HTML fragment for a :class:`~robustlab.report.section.Section` (values escaped)."""
+    return Markup(render(template, template_dir=template_dir, **values))
+
+
+def _env(template_dir: Path | None = None) -> Environment:
+    dirs = [str(template_dir)] if template_dir is not None else []
+    loader = FileSystemLoader([*dirs, str(TEMPLATES)])
+    env = Environment(loader=loader, autoescape=True, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(pct=pct, num=num, seconds=seconds, eps_label=eps_label, norm_label=norm_label)
     return env
 
@@ -103,50 +106,11 @@ def _resolve_figure(run_path: Path, rel: Any) -> Path | None:
     return None
 
 
-def _class_names(run: ctx.RunData, k: int) -> list[str] | None:
-    for source in (run.results.get("class_names"), run.results.get("per_class")):
-        if isinstance(source, Sequence | Mapping) and not isinstance(source, str) and len(source) == k:
-            return [str(n) for n in source]
-    return None
-
-
-def draw_standard_figures(run: ctx.RunData, out_dir: Path) -> dict[str, Path]:
-    """Draw the report's own figures of ``run`` into ``out_dir``; ``{name: path}`` of those drawn."""
-    res = run.results
-    out: dict[str, Path | None] = {}
-    f = STANDARD_FIGURES
-    out["training_curves"] = safe_figure(figs.training_curves, run.metrics, out_dir / f["training_curves"])
-    out["robustness_curve"] = safe_figure(
-        figs.robustness_curve,
-        ctx.robust_rows(run),
-        out_dir / f["robustness_curve"],
-        worst_case=res.get("worst_case") if isinstance(res.get("worst_case"), list) else None,
-        clean_accuracy=res.get("clean_accuracy"),
-    )
-    if isinstance(res.get("per_class"), Mapping):
-        out["per_class"] = safe_figure(figs.per_class_bars, res["per_class"], out_dir / f["per_class"])
-    conf = res.get("confusion")
-    if isinstance(conf, Mapping):
-        clean = conf.get("clean") or conf.get("adversarial")
-        k = len(clean) if isinstance(clean, list) else 0
-        out["confusion"] = safe_figure(
-            figs.confusion_matrices, conf, out_dir / f["confusion"], class_names=_class_names(run, k)
-        )
-    if isinstance(res.get("noise"), list):
-        out["noise_curve"] = safe_figure(
-            figs.noise_curve,
-            res["noise"],
-            out_dir / f["noise_curve"],
-            clean_accuracy=res.get("clean_accuracy"),
-        )
-    return {k: v for k, v in out.items() if v is not None}
-
-
 def gallery(run: ctx.RunData, exclude: set[Path]) -> list[dict[str, str]]:
     """Figures recorded in results' ``figures`` plus any other image in ``figures/``, each embedded
     once: ``[{name, title, uri}]`` with the explain figures first."""
-    # the report's own figures have their sections; a stale one (its data gone) is not shown either
-    seen = {p.resolve() for p in exclude} | {(run.path / "figures" / n).resolve() for n in STANDARD_FIGURES.values()}
+    # figures shown by their own sections are left out, also a stale one whose data is gone
+    seen = {p.resolve() for p in exclude} | {(run.path / "figures" / TRAINING_CURVES).resolve()}
     items: list[tuple[int, dict[str, str]]] = []
     recorded = run.results.get("figures")
     entries: list[tuple[str, Path | None]] = []
@@ -170,59 +134,65 @@ def gallery(run: ctx.RunData, exclude: set[Path]) -> list[dict[str, str]]:
     return [it for _, it in items]
 
 
-def _confusion_eps(run: ctx.RunData) -> str | None:
-    conf = run.results.get("confusion")
-    if isinstance(conf, Mapping) and is_number(conf.get("eps")):
-        return eps_label(conf["eps"], str(run.results.get("norm") or "linf"))
-    return None
-
-
 def footer() -> dict[str, str]:
     return {"version": robustlab.__version__, "timestamp": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
 
 
-def build_report(run_dir: str | Path) -> Path:
+def build_report(run_dir: str | Path, sections: Sequence[Section] = (), summary: str | None = None) -> Path:
     """Render ``run_dir/report.html`` (atomically) from the run's ``config.yaml``, ``metrics.jsonl``,
-    ``results.json`` and ``figures/``, and return its path.
+    ``results.json`` and ``figures/``, with the lab's ``sections``, and return its path.
 
-    The page holds: a one-line verdict, the sanity flags (or a green "no sanity flags"), the
-    configuration, headline numbers, the robustness table (clean / each attack / worst case per eps,
-    in %), training, robustness, noise, per-class and confusion figures, superclass, minimal
-    perturbation and cross-domain tables, the explain figures and the evaluation cost. Missing
-    sections are left out. The report's own figures are written to ``figures/`` as well.
-    Raises :class:`RobustlabError` if ``run_dir`` is not a folder.
+    The page holds: a one-line verdict (the first section's, else ``summary``), the sanity flags (or a
+    green "no sanity flags"), the configuration (shared rows and the sections' own), the sections'
+    headline cards, their bodies, the training curves, whatever else results.json holds (as generic
+    tables), the remaining figures and a footer. Missing parts are left out; the training-curve figure
+    is written to ``figures/`` as well. Raises :class:`RobustlabError` if ``run_dir`` is not a folder.
     """
     path = Path(run_dir)
     if not path.is_dir():
         raise RobustlabError(f"cannot build a report: {path} is not a folder")
     run = ctx.load_run(path)
-    standard = draw_standard_figures(run, path / "figures")
-    uris = {k: data_uri(v) for k, v in standard.items()}
+    curves = safe_figure(training_curves, run.metrics, path / "figures" / TRAINING_CURVES)
+    extra_rows = [row for sec in sections for row in sec.config_rows]
+    claimed = set().union(*(sec.claims for sec in sections)) if sections else set()
+    shown = [p for sec in sections for p in sec.embedded] + ([curves] if curves else [])
+    lab_sections = [{
+        "title": sec.title, "html": sec.html, "note": sec.note, "kv": sec.kv,
+        "table": vars(sec.table) if sec.table is not None else None,
+        "figures": [(caption, data_uri(p)) for caption, p in sec.figures if data_uri(p)],
+    } for sec in sections]
+    shown += [p for sec in sections for _, p in sec.figures]
     page = render(
         "report.html",
         title=run.name,
-        verdict=ctx.verdict(run),
+        verdict=verdict_line(run, next((s.verdict for s in sections if s.verdict), None) or summary),
         flags=ctx.flags(run),
         smoke=run.smoke,
         has_results=bool(run.results),
-        config_rows=ctx.config_rows(run),
-        key_numbers=ctx.key_numbers(run),
-        attack_table=ctx.attack_table(run),
-        per_attack=run.results.get("per_attack", "cumulative"),
-        attack_details=ctx.attack_details(run),
-        figures=uris,
-        per_class=sec.per_class_rows(run),
-        superclass=sec.superclass(run),
-        noise=sec.noise_rows(run),
-        min_perturbation=sec.min_perturbation(run),
-        cross_domain=sec.cross_domain(run),
-        gallery=gallery(run, exclude=set(standard.values())),
-        cost=sec.evaluation_cost(run),
-        standalone=sec.standalone(run),
-        other=sec.other_sections(run),
-        confusion_eps=_confusion_eps(run),
+        config_rows=ctx.config_rows(run, extra_rows) + ctx.tail_rows(run),
+        key_numbers=[card for sec in sections for card in sec.cards],
+        lab_sections=lab_sections,
+        figures={"training_curves": data_uri(curves) if curves else None},
+        gallery=gallery(run, exclude=set(shown)),
+        other=other_sections(run, claimed),
         footer=footer(),
     )
     out = atomic_write_text(path / "report.html", page)
     log.info("report written to %s", out)
     return out
+
+
+def verdict_line(run: ctx.RunData, text: str | None) -> str:
+    """The page's verdict: ``text`` (what the run is and how it did), then whether sanity flags need
+    attention; prefixed with a warning for smoke runs."""
+    text = text or run.name
+    fl = ctx.flags(run)
+    serious = [f for f in fl if f["severity"] in ("error", "warning")]
+    if serious:
+        plural = "s" if len(serious) > 1 else ""
+        text += f". {len(serious)} sanity flag{plural}: read them before trusting these numbers."
+    else:
+        text += "."
+    if run.smoke:
+        text = "Smoke run on fabricated data (numbers are meaningless). " + text
+    return text

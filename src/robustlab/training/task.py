@@ -1,8 +1,9 @@
 """What a task contributes to training: how to unpack a batch, the loss, and the metrics.
 
-The trainer knows nothing about labels, logits or accuracy: it asks the task. Classification is
-the first task; captioning, VAEs, sequence models and language-model fine-tuning plug in the same
-way.
+The trainer knows nothing about labels, logits or accuracy: it asks the task. ``loss`` is always
+minimised; every other metric the task produces says whether it should rise or fall through
+``monitor``/``higher_is_better`` (the task's own monitor) and ``directions`` (the others), so the best
+checkpoint is never chosen by a metric's name.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ class Task(Protocol):
     """The contract the trainer relies on."""
 
     name: str
-    #: the metric that early stopping and the best checkpoint follow, and whether higher is better
+    #: the metric (without ``val_``/``train_``) that best.pt and early stopping follow by default
     monitor: str
+    #: whether ``monitor`` improves upwards
     higher_is_better: bool
 
     def unpack(self, batch: Any, device: torch.device) -> tuple[Any, Any]:

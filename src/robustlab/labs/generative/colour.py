@@ -1,4 +1,4 @@
-"""The coloured variant of a single-channel dataset (report 004 Q4).
+"""The coloured variant of a single-channel dataset.
 
 Each image's single channel is multiplied by three numbers in [0, 1], one per RGB channel. The
 three numbers are a hash of the image's own pixels (and a seed), so an image gets the same colour in

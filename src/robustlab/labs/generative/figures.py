@@ -1,13 +1,15 @@
-"""Figures of the generative families (matplotlib Agg, PNG; the codebook animation as a GIF with Pillow).
+"""Figures of the generative families (PNG; the codebook animation as a GIF with Pillow), drawn
+through :mod:`robustlab.viz`.
 
 Every function draws from plain tensors / metric records (no model), writes one file atomically and
-returns its path. Images are ``(N, C, H, W)`` float in [0, 1] with C = 1 (gray) or 3 (RGB).
+returns its path. Images are ``(N, C, H, W)`` float in [0, 1] with C = 1 (gray) or 3 (RGB). The
+generic image and curve figures (:func:`image_rows`, :func:`image_grid`, :func:`loss_curves`) are
+:mod:`robustlab.viz`'s, re-exported here.
 """
 
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,75 +17,47 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import FixedFormatter, FixedLocator, MaxNLocator, NullLocator
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
 from robustlab.core.io import atomic_write_bytes
+from robustlab.viz import (
+    PALETTE,
+    category_cmap,
+    image_grid,
+    image_rows,
+    label_name,
+    loss_curves,
+    montage,
+    new_figure,
+    save_figure,
+    set_margins,
+    show_image,
+)
+
+__all__ = [
+    "GIF_FRAME_MS",
+    "code_cmap",
+    "code_colours",
+    "codebook_gif",
+    "codebook_plane",
+    "image_grid",
+    "image_rows",
+    "latent_scatter",
+    "loss_curves",
+    "manifold_panels",
+    "montage",
+    "project_2d",
+    "study_plot",
+    "usage_bars",
+]
 
 GIF_FRAME_MS = 400
-DPI = 100
-# Okabe-Ito, colour-blind friendly (as the report's figures)
-PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
-_PAD = 1
-
-
-def new_figure(width: float, height: float) -> Figure:
-    """A blank ``width`` × ``height`` inch figure drawn with Agg (no pyplot, no global state)."""
-    fig = Figure(figsize=(width, height), dpi=DPI, facecolor="white")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Render ``fig`` as PNG into ``path`` atomically and return ``path``.
-
-    One draw, no ``bbox_inches="tight"`` and no ``tight_layout`` (each costs a further full draw):
-    the figures place their axes with ``subplots_adjust`` margins instead.
-    """
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, facecolor="white")
-    return atomic_write_bytes(Path(path), buf.getvalue())
-
-
-def _margins(fig: Figure, left: float = 0.7, right: float = 0.25, bottom: float = 0.5, top: float = 0.35,
-             wspace: float = 0.35, hspace: float = 0.55) -> None:
-    """Axes margins in inches (converted to the figure fractions ``subplots_adjust`` wants)."""
-    w, h = fig.get_size_inches()
-    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h,
-                        wspace=wspace, hspace=hspace)
-
-
-def montage(images: torch.Tensor, ncol: int) -> np.ndarray:
-    """Tile ``images`` ``(N, C, H, W)`` in [0, 1] into one array, ``ncol`` per row, 1-pixel white gaps:
-    ``(rows*(H+1)-1, ncol*(W+1)-1)`` for gray, ``(..., 3)`` for RGB."""
-    x = images.detach().float().cpu().clamp(0, 1)
-    n, c, h, w = x.shape
-    if c not in (1, 3):
-        x = x[:, :1]
-        c = 1
-    ncol = max(1, min(ncol, n))
-    nrow = max(1, -(-n // ncol))
-    grid = torch.ones(c, nrow * (h + _PAD) - _PAD, ncol * (w + _PAD) - _PAD)
-    for i in range(n):
-        r, col = divmod(i, ncol)
-        grid[:, r * (h + _PAD): r * (h + _PAD) + h, col * (w + _PAD): col * (w + _PAD) + w] = x[i]
-    arr = grid.numpy()
-    return arr[0] if c == 1 else np.moveaxis(arr, 0, -1)
-
-
-def _show(ax: Any, arr: np.ndarray, title: str = "") -> None:
-    ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=9)
+"""How long one frame of :func:`codebook_gif` lasts (the last one lasts three times as long)."""
 
 
 def code_cmap(num_codes: int) -> Any:
     """A categorical colormap with ``num_codes`` entries (tab10 up to 10 codes, tab20 up to 20, viridis beyond)."""
-    name = "tab10" if num_codes <= 10 else "tab20" if num_codes <= 20 else "viridis"
-    return colormaps[name].resampled(max(num_codes, 2))
+    return colormaps[category_cmap(num_codes)].resampled(max(num_codes, 2))
 
 
 def code_colours(indices: torch.Tensor, num_codes: int, size: tuple[int, int]) -> torch.Tensor:
@@ -95,77 +69,6 @@ def code_colours(indices: torch.Tensor, num_codes: int, size: tuple[int, int]) -
     return torch.nn.functional.interpolate(rgb, size=size, mode="nearest")
 
 
-def image_rows(rows: Sequence[tuple[str, torch.Tensor]], path: str | Path, title: str = "") -> Path:
-    """One montage row per ``(label, images (N, C, H, W))``, labels on the left: e.g. inputs vs
-    reconstructions. All rows must have the same image size and channel count (gray rows are
-    repeated to RGB when mixed)."""
-    rgb = any(t.shape[1] == 3 for _, t in rows)
-    fig = new_figure(1.0 + 0.75 * max(t.shape[0] for _, t in rows), 0.15 + 0.85 * len(rows))
-    axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
-    for ax, (label, imgs) in zip(axes, rows, strict=True):
-        imgs = imgs.repeat(1, 3, 1, 1) if rgb and imgs.shape[1] == 1 else imgs
-        _show(ax, montage(imgs, imgs.shape[0]))
-        ax.set_ylabel(label, fontsize=9, rotation=0, ha="right", va="center")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    _margins(fig, left=1.2, right=0.1, bottom=0.05, top=0.4 if title else 0.05, hspace=0.08)
-    return save_figure(fig, path)
-
-
-def image_grid(images: torch.Tensor, ncol: int, path: str | Path, title: str = "",
-               row_labels: Sequence[str] | None = None) -> Path:
-    """``images`` ``(N, C, H, W)`` tiled ``ncol`` per row; optional label per row (e.g. the class)."""
-    nrow = -(-images.shape[0] // ncol)
-    fig = new_figure((1.2 if row_labels else 0.2) + 0.55 * ncol, 0.45 + 0.55 * nrow)
-    ax = fig.subplots()
-    arr = montage(images, ncol)
-    _show(ax, arr, title)
-    if row_labels:
-        h = images.shape[-2] + _PAD
-        ax.set_yticks([h * i + (h - _PAD) / 2 for i in range(len(row_labels))])
-        ax.set_yticklabels(list(row_labels), fontsize=8)
-    _margins(fig, left=1.1 if row_labels else 0.1, right=0.1, bottom=0.1, top=0.35 if title else 0.1)
-    return save_figure(fig, path)
-
-
-def loss_curves(metrics: Sequence[Mapping[str, Any]], panels: Sequence[tuple[str, Sequence[str], bool]],
-                path: str | Path, title: str = "") -> Path | None:
-    """Training curves from ``metrics.jsonl`` records: one panel per ``(title, metric names, log scale)``,
-    each metric in its own colour, train solid and validation dashed, against the epoch. Panels
-    without data are dropped; ``None`` when none is left."""
-
-    def series(key: str) -> tuple[list[float], list[float]]:
-        pts = [(float(r.get("epoch", i + 1)), float(r[key])) for i, r in enumerate(metrics)
-               if isinstance(r.get(key), int | float) and math.isfinite(r[key])]
-        return ([p[0] for p in pts], [p[1] for p in pts]) if pts else ([], [])
-
-    kept = [(t, [m for m in names if series(f"train_{m}")[0] or series(f"val_{m}")[0]], log)
-            for t, names, log in panels]
-    kept = [p for p in kept if p[1]]
-    if not kept:
-        return None
-    fig = new_figure(4.2 * len(kept), 3.2)
-    axes = np.atleast_1d(fig.subplots(1, len(kept), squeeze=False)).ravel()
-    for ax, (panel_title, names, log) in zip(axes, kept, strict=True):
-        for j, m in enumerate(names):
-            for split, style in (("train", "-"), ("val", "--")):
-                xs, ys = series(f"{split}_{m}")
-                if xs:
-                    ax.plot(xs, ys, style, marker="o", markersize=2.5, linewidth=1.4, color=PALETTE[j % len(PALETTE)],
-                            label=f"{split} {m.replace('_', ' ')}")
-        if log and all(y > 0 for m in names for s in ("train", "val") for y in series(f"{s}_{m}")[1]):
-            ax.set_yscale("log")
-        ax.set_title(panel_title, fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    _margins(fig, left=0.9, right=0.2, bottom=0.5, top=0.65 if title else 0.35, wspace=0.4)
-    return save_figure(fig, path)
-
-
 def latent_scatter(z: torch.Tensor, labels: torch.Tensor, path: str | Path, class_names: Sequence[str] | None = None,
                    title: str = "", axis_names: tuple[str, str] = ("z1", "z2")) -> Path:
     """2-D points ``z`` ``(N, 2)`` coloured by integer ``labels`` ``(N,)``, with a legend of class names."""
@@ -175,14 +78,14 @@ def latent_scatter(z: torch.Tensor, labels: torch.Tensor, path: str | Path, clas
     cmap = colormaps["tab10"]
     for k in np.unique(labels):
         m = labels == k
-        name = class_names[int(k)] if class_names is not None and int(k) < len(class_names) else str(int(k))
-        ax.scatter(z[m, 0], z[m, 1], s=4, alpha=0.6, color=cmap(int(k) % 10), label=name, linewidths=0)
+        ax.scatter(z[m, 0], z[m, 1], s=4, alpha=0.6, color=cmap(int(k) % 10), label=label_name(class_names, int(k)),
+                   linewidths=0)
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
     ax.legend(fontsize=7, markerscale=3, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.set_title(title, fontsize=10)
-    _margins(fig, left=0.8, right=1.6, bottom=0.5, top=0.35)
-    return save_figure(fig, path)
+    set_margins(fig, left=0.8, right=1.6, bottom=0.5, top=0.35)
+    return save_figure(fig, path, tight=False)
 
 
 def manifold_panels(panels: Sequence[tuple[str, torch.Tensor]], n: int, path: str | Path, title: str = "") -> Path:
@@ -194,13 +97,13 @@ def manifold_panels(panels: Sequence[tuple[str, torch.Tensor]], n: int, path: st
     fig = new_figure(side * cols, side * rows + 0.3)
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for ax, (label, imgs) in zip(axes, panels, strict=False):
-        _show(ax, montage(imgs, n), label)
+        show_image(ax, montage(imgs, n), label, fontsize=9)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=11)
-    _margins(fig, left=0.1, right=0.1, bottom=0.1, top=0.6 if title else 0.3, wspace=0.08, hspace=0.25)
-    return save_figure(fig, path)
+    set_margins(fig, left=0.1, right=0.1, bottom=0.1, top=0.6 if title else 0.3, wspace=0.08, hspace=0.25)
+    return save_figure(fig, path, tight=False)
 
 
 def project_2d(
@@ -237,8 +140,8 @@ def codebook_plane(points: torch.Tensor, assign: torch.Tensor, codebook: torch.T
     ax.set_ylabel(names[1])
     ax.grid(alpha=0.3)
     ax.set_title(title or f"codebook (K={k}, D={codebook.shape[1]}) over encoder outputs", fontsize=10)
-    _margins(fig, left=0.8, right=0.2, bottom=0.5, top=0.35)
-    return save_figure(fig, path)
+    set_margins(fig, left=0.8, right=0.2, bottom=0.5, top=0.35)
+    return save_figure(fig, path, tight=False)
 
 
 def _limits(books: Sequence[torch.Tensor], points: Sequence[torch.Tensor]) -> tuple[float, float, float, float]:
@@ -291,7 +194,7 @@ def codebook_gif(history: Sequence[Mapping[str, torch.Tensor]], path: str | Path
         step = int(history[i]["step"])
         when = f"epoch {step // steps_per_epoch}" if steps_per_epoch else f"step {step}"
         ax.set_title(f"{title}\n{when if step else 'initial'} (K={k}, D={books[0].shape[1]})", fontsize=9)
-        _margins(fig, left=0.8, right=0.15, bottom=0.5, top=0.55)
+        set_margins(fig, left=0.8, right=0.15, bottom=0.5, top=0.55)
         fig.canvas.draw()  # new_figure attached an Agg canvas
         rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
         frames.append(Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE))
@@ -314,8 +217,8 @@ def usage_bars(counts: torch.Tensor, path: str | Path, title: str = "") -> Path:
     ax.set_ylabel("share of positions (%)")
     ax.grid(alpha=0.3, axis="y")
     ax.set_title(title, fontsize=10)
-    _margins(fig, left=0.7, right=0.2, bottom=0.5, top=0.35)
-    return save_figure(fig, path)
+    set_margins(fig, left=0.7, right=0.2, bottom=0.5, top=0.35)
+    return save_figure(fig, path, tight=False)
 
 
 def study_plot(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path | None:
@@ -345,5 +248,5 @@ def study_plot(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path | No
         ax2.plot(xs, [r["perplexity"] for r in pts], "--s", color=PALETTE[1], markersize=4)
         ax2.set_ylabel("perplexity", color=PALETTE[1])
         ax.grid(alpha=0.3)
-    _margins(fig, left=0.85, right=0.75, bottom=0.5, top=0.2, wspace=0.9)
-    return save_figure(fig, path)
+    set_margins(fig, left=0.85, right=0.75, bottom=0.5, top=0.2, wspace=0.9)
+    return save_figure(fig, path, tight=False)

@@ -1,11 +1,10 @@
-"""The VQ-VAE codebook study of report 004 Q4: codebook size K = 3 → 50, then dimension D = 2 → 50.
+"""The VQ-VAE codebook study: codebook size K = 3 → 50, then dimension D = 2 → 50.
 
 A study row summarises one trained VQ-VAE run: ``{run, K, D, ema, colour, recon_mse, perplexity,
 used_codes, seconds}`` (test reconstruction MSE per pixel in [0, 1] units, perplexity and used codes of
-the test set's code assignments, training seconds). :func:`vq_study` trains the whole grid into one
-folder and writes the table into that folder's ``results.json`` (``study`` section); recipes express the
-same study as several runs sharing ``model.options.study``, and each run's evaluation tabulates the
-runs of its group found so far beside it.
+the test set's code assignments, training seconds). The study is several runs sharing ``model.options.study``
+(:func:`study_recipe` writes that recipe for a grid); each run's evaluation tabulates the runs of its
+group found so far beside it, so the last run's results hold the whole table.
 """
 
 from __future__ import annotations
@@ -16,9 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from robustlab.config import ExperimentConfig, parse_config
 from robustlab.core.errors import RobustlabError
-from robustlab.core.progress import log
 
 COLUMNS = ("run", "K", "D", "ema", "colour", "recon_mse", "perplexity", "used_codes", "seconds")
 
@@ -71,63 +68,30 @@ def collect_study(parent: Path, group: str, own_dir: Path, own_row: dict[str, An
     return _sort([*study_table(others), own_row])
 
 
-def study_configs(base: ExperimentConfig | Mapping[str, Any], ks: Sequence[int], ds: Sequence[int],
-                  k_for_d: int | None = None) -> list[ExperimentConfig]:
-    """One config per grid point: every K in ``ks`` at the base D, then every D in ``ds`` at
-    ``k_for_d`` (default: the base K); duplicates of (K, D) are dropped; names are ``k{K}-d{D}``."""
-    raw = base.resolved() if isinstance(base, ExperimentConfig) else copy.deepcopy(dict(base))
+def study_recipe(base: Mapping[str, Any], ks: Sequence[int], ds: Sequence[int], k_for_d: int | None = None,
+                 name: str = "vq-study", group: str = "codebook") -> dict[str, Any]:
+    """A recipe (as a mapping, for :func:`robustlab.recipe.load_recipe`'s schema) training one VQ-VAE per
+    grid point: every K in ``ks`` at the base D, then every D in ``ds`` at ``k_for_d`` (default: the base
+    K), duplicates dropped, runs named ``k{K}-d{D}`` in study group ``group``; the base grid point comes
+    last so that its results hold the whole table. ``base`` is a raw VQ-VAE config."""
+    raw = copy.deepcopy(dict(base))
     raw.pop("smoke", None)
     raw["task"] = "vqvae"
     opts = raw.setdefault("model", {}).setdefault("options", {})
+    opts["study"] = group
     k0, d0 = int(opts.get("codebook_size", 3)), int(opts.get("code_dim", 2))
     k_for_d = k0 if k_for_d is None else int(k_for_d)
     grid = [(int(k), d0) for k in ks] + [(k_for_d, int(d)) for d in ds]
-    out, seen = [], set()
-    for k, d in grid:
-        if (k, d) in seen:
-            continue
-        seen.add((k, d))
-        cfg = copy.deepcopy(raw)
-        cfg["name"] = f"k{k}-d{d}"
-        cfg["model"]["options"].update(codebook_size=k, code_dim=d)
-        out.append(parse_config(cfg, where=f"vq_study point K={k}, D={d}"))
-    return out
-
-
-def vq_study(base_cfg: ExperimentConfig | Mapping[str, Any], Ks: Sequence[int], Ds: Sequence[int],  # noqa: N803
-             out: str | Path, k_for_d: int | None = None, smoke: bool = False, overwrite: bool = False,
-             device: str | None = None, figures: bool = True) -> dict[str, Any]:
-    """Train, evaluate (and with ``figures`` explain and report) one VQ-VAE per grid point of
-    :func:`study_configs` into ``out/k{K}-d{D}/``; write ``out/results.json`` with the ``study`` section
-    ``{"columns", "rows"}`` (and ``out/figures/study.png``) and return that document."""
-    from robustlab.core.io import write_json
-    from robustlab.experiment import train_experiment
-    from robustlab.labs.generative.figures import study_plot
-    from robustlab.pipeline import evaluate_run, explain_run_dir, report_run
-
-    out = Path(out)
-    configs = study_configs(base_cfg, Ks, Ds, k_for_d)
-    if not configs:
-        raise RobustlabError("vq_study needs at least one K or D")
-    dirs = []
-    for cfg in configs:
-        if device:
-            cfg = cfg.model_copy(update={"device": device})
-        log.info("vq study: %s", cfg.name)
-        run_dir = out / cfg.name
-        train_experiment(cfg, run_dir, overwrite=overwrite, smoke=smoke)
-        evaluate_run(run_dir, device=cfg.device)
-        if figures:
-            explain_run_dir(run_dir, device=cfg.device)
-            report_run(run_dir)
-        dirs.append(run_dir)
-    rows = study_table(dirs)
-    doc: dict[str, Any] = {"name": out.name, "task": "vqvae-study", "smoke": smoke,
-                           "study": {"columns": list(COLUMNS), "rows": rows}}
-    fig = study_plot(rows, out / "figures" / "study.png")
-    if fig is not None:
-        doc["figures"] = {"study": "figures/study.png"}
-    write_json(out / "results.json", doc)
-    if figures:
-        report_run(out)
-    return doc
+    points: list[tuple[int, int]] = []
+    for p in grid:
+        if p not in points:
+            points.append(p)
+    if not points:
+        raise RobustlabError("a VQ-VAE study needs at least one K or D")
+    if (k0, d0) in points:  # the base point last: its evaluation sees every other row
+        points.remove((k0, d0))
+        points.append((k0, d0))
+    runs = [{"name": f"k{k}-d{d}", "config": {"model": {"options": {"codebook_size": k, "code_dim": d}}},
+             "explain": False} for k, d in points]
+    runs[-1]["explain"] = True
+    return {"name": name, "base": raw, "runs": runs}

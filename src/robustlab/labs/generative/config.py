@@ -1,25 +1,21 @@
-"""The ``model.options`` of the generative families, validated with one-line errors.
+"""The typed configuration of the generative labs: ``vae``, ``cvae`` and ``vqvae``.
 
-Everything a VAE, CVAE or VQ-VAE needs beyond the shared config lives in ``model.options`` (the one
-free-form mapping of :class:`robustlab.config.ModelConfig`); unknown keys and bad values fail before
-any folder is created, naming the key and what is allowed.
+A run's ``model.options`` are the lab's own option model (:class:`VAEOptions`, :class:`VQVAEOptions`),
+validated with the whole config — so unknown keys and bad values fail before any folder is created
+(for every run of a recipe), naming the key and what is allowed.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from robustlab.config import describe_validation_error
-from robustlab.core.errors import RobustlabError
-
-#: architecture names per family; the config default ``small_cnn`` stands for the family default
-ARCHITECTURES = {"vae": "mlp_vae", "cvae": "mlp_vae", "vqvae": "conv_vqvae"}
+from robustlab.core.config import ExperimentConfig, Strict, TrainConfig
+from robustlab.data.config import ImageDataConfig
 
 
-class _Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Options(Strict):
 
     colour: bool = Field(False, description="colour each single-channel image with three factors in [0, 1]")
     colour_seed: int = Field(0, description="seed of the content hash that picks each image's colour")
@@ -56,19 +52,39 @@ class VQVAEOptions(_Options):
     )
 
 
-OPTION_MODELS: dict[str, type[_Options]] = {"vae": VAEOptions, "cvae": VAEOptions, "vqvae": VQVAEOptions}
+class VAEModelConfig(Strict):
+    """The MLP (C)VAE and its options."""
+
+    name: Literal["mlp_vae"] = "mlp_vae"
+    options: VAEOptions = Field(default_factory=VAEOptions)
 
 
-def parse_options(family: str, options: dict[str, Any]) -> Any:
-    """``options`` validated as the ``family``'s option model; :class:`RobustlabError` names the bad key."""
-    try:
-        return OPTION_MODELS[family].model_validate(options or {})
-    except ValidationError as e:
-        raise RobustlabError(describe_validation_error(e, where=f"model.options of task {family}")) from None
+class VQVAEModelConfig(Strict):
+    """The conv VQ-VAE and its options."""
+
+    name: Literal["conv_vqvae"] = "conv_vqvae"
+    options: VQVAEOptions = Field(default_factory=VQVAEOptions)
 
 
-def check_architecture(family: str, name: str) -> None:
-    """Accept the family's architecture name (or the config default ``small_cnn``); else one-line error."""
-    expected = ARCHITECTURES[family]
-    if name not in (expected, "small_cnn"):
-        raise RobustlabError(f"task {family} builds model {expected!r}; got model.name {name!r}")
+class VAEConfig(ExperimentConfig):
+    """A VAE run: images in, ``loss = recon + beta * KL`` minimised, test ELBO and figures out."""
+
+    task: Literal["vae"] = "vae"
+    data: ImageDataConfig = Field(default_factory=ImageDataConfig)
+    model: VAEModelConfig = Field(default_factory=VAEModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+class CVAEConfig(VAEConfig):
+    """A conditional VAE run (the label goes into encoder and decoder)."""
+
+    task: Literal["cvae"] = "cvae"  # type: ignore[assignment]
+
+
+class VQVAEConfig(ExperimentConfig):
+    """A VQ-VAE run: reconstruction MSE, codebook perplexity and use, the codebook GIF."""
+
+    task: Literal["vqvae"] = "vqvae"
+    data: ImageDataConfig = Field(default_factory=ImageDataConfig)
+    model: VQVAEModelConfig = Field(default_factory=VQVAEModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)

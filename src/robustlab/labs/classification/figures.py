@@ -1,4 +1,5 @@
-"""The report's figures, drawn with matplotlib (Agg) from ``metrics.jsonl`` and ``results.json``.
+"""The classification report's figures (robustness curves, per-class bars, confusion matrices, noise
+curve), drawn through :mod:`robustlab.viz` from ``results.json``.
 
 Each function writes one PNG atomically and returns its path, or returns ``None`` when its input
 holds nothing to draw (so a report never fails on a missing section). Accuracies are fractions in
@@ -14,94 +15,9 @@ from typing import Any
 import numpy as np
 
 from robustlab.report.format import eps_255, is_number, norm_label
-from robustlab.report.plotting import PALETTE, new_figure, plain, save_figure
+from robustlab.viz import PALETTE, new_figure, plain, save_figure
 
-# metrics.jsonl keys that are bookkeeping, not curves
-_BOOKKEEPING = {"epoch", "lr", "seconds", "best", "step"}
-_MAX_EXTRA_PANELS = 4
-
-
-def _series(metrics: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
-    xs, ys = [], []
-    for i, rec in enumerate(metrics):
-        v = rec.get(key)
-        if is_number(v):
-            xs.append(float(rec.get("epoch", i + 1)) if is_number(rec.get("epoch")) else float(i + 1))
-            ys.append(float(v))
-    return xs, ys
-
-
-def _extra_keys(metrics: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Numeric keys beyond train/val loss and accuracy (defense metrics and the like), in first-seen order."""
-    seen: dict[str, None] = {}
-    core = {"train_loss", "val_loss", "train_accuracy", "val_accuracy"}
-    for rec in metrics:
-        for k, v in rec.items():
-            if k in _BOOKKEEPING or k in core or not is_number(v):
-                continue
-            seen.setdefault(k, None)
-    return list(seen)
-
-
-def _best_epoch(metrics: Sequence[Mapping[str, Any]]) -> float | None:
-    best = None
-    for i, rec in enumerate(metrics):
-        if rec.get("best") is True:
-            best = float(rec.get("epoch", i + 1))
-    return best
-
-
-def training_curves(metrics: Sequence[Mapping[str, Any]], path: str | Path, title: str | None = None) -> Path | None:
-    """Loss and accuracy per epoch (train vs val), the learning rate when it changes, and one panel per
-    extra numeric metric (e.g. a defense's own numbers; at most four). The best epoch is marked with
-    a dotted line. Returns ``None`` when ``metrics`` holds no curve."""
-    panels: list[tuple[str, list[tuple[str, str]], bool]] = []
-    if any(_series(metrics, k)[0] for k in ("train_loss", "val_loss")):
-        panels.append(("loss", [("train_loss", "train"), ("val_loss", "val")], False))
-    if any(_series(metrics, k)[0] for k in ("train_accuracy", "val_accuracy")):
-        panels.append(("accuracy (%)", [("train_accuracy", "train"), ("val_accuracy", "val")], True))
-    lrs = _series(metrics, "lr")[1]
-    if len(set(lrs)) > 1:
-        panels.append(("learning rate", [("lr", "lr")], False))
-    for key in _extra_keys(metrics)[:_MAX_EXTRA_PANELS]:
-        as_pct = "accuracy" in key or key.endswith("_acc")
-        panels.append((plain(key).replace("_", " ") + (" (%)" if as_pct else ""), [(key, key)], as_pct))
-    if not panels:
-        return None
-    cols = 2 if len(panels) == 4 else min(len(panels), 3)
-    rows = (len(panels) + cols - 1) // cols
-    fig = new_figure(4.2 * cols, 3.0 * rows)
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-    best = _best_epoch(metrics)
-    for ax, (ylabel, keys, as_pct) in zip(axes, panels, strict=False):
-        for j, (key, label) in enumerate(keys):
-            xs, ys = _series(metrics, key)
-            if not xs:
-                continue
-            ys_plot = [100.0 * y for y in ys] if as_pct else ys
-            ax.plot(xs, ys_plot, marker="o", markersize=3, linewidth=1.6, color=PALETTE[j], label=label)
-        if best is not None:
-            ax.axvline(best, color="#888888", linestyle=":", linewidth=1)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        if keys[0][0] == "lr" and min(lrs) > 0:
-            ax.set_yscale("log")
-        if len(keys) > 1:
-            ax.legend(fontsize=8, frameon=False)
-        epochs = sorted({x for key, _ in keys for x in _series(metrics, key)[0]})
-        if len(epochs) <= 15:
-            ax.set_xticks(epochs, [f"{e:g}" for e in epochs])
-            if len(epochs) == 1:
-                ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
-        else:
-            ax.xaxis.get_major_locator().set_params(integer=True)
-    for ax in axes[len(panels) :]:
-        ax.set_visible(False)
-    if title:
-        fig.suptitle(plain(title), fontsize=11)
-    fig.tight_layout()
-    return save_figure(fig, path)
+__all__ = ["confusion_matrices", "noise_curve", "per_class_bars", "robustness_curve", "robustness_overlay"]
 
 
 def _curve_groups(robust: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, list[tuple[float, float]]]]:

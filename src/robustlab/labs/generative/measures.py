@@ -1,7 +1,7 @@
-"""The ``vae``, ``cvae`` and ``vqvae`` task families: builders, evaluation and explanation hooks.
+"""What the ``vae``, ``cvae`` and ``vqvae`` labs measure and draw on a trained run.
 
-``evaluate`` returns ``{"generative": {...}}`` (plus ``{"study": {...}}`` for a VQ-VAE run in a study
-group), merged into results.json; ``explain`` writes the figures into ``run/figures/`` and returns
+``evaluate_*`` return ``{"generative": {...}}`` (plus ``{"study": {...}}`` for a VQ-VAE run in a study
+group), merged into results.json; ``explain_*`` write the figures into ``run/figures/`` and return
 ``{figure name: "figures/<file>"}``, recorded under results.json ``figures``.
 """
 
@@ -12,17 +12,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch import nn
 
 from robustlab import data as rdata
-from robustlab.config import ExperimentConfig
 from robustlab.core.errors import RobustlabError
 from robustlab.core.progress import log
 from robustlab.core.runs import RunDir
 from robustlab.data.spec import DatasetInfo
 from robustlab.labs.generative import figures as F
+from robustlab.labs.generative.config import VAEOptions, VQVAEOptions
 from robustlab.labs.generative.judge import mlp_judge, nearest_class_mean
-from robustlab.labs.generative.options import VAEOptions, VQVAEOptions, check_architecture, parse_options
 from robustlab.labs.generative.study import COLUMNS, collect_study, study_row
 from robustlab.labs.generative.tasks import VAETask, VQVAETask
 from robustlab.labs.generative.vae import MLPVAE, kl_divergence, reconstruction_loss
@@ -35,34 +33,11 @@ JUDGE_IMAGES = 10_000  # training images the CVAE label-following judges are fit
 
 
 # -- builders ------------------------------------------------------------------------------------------
-def _image_shape(opts: VAEOptions | VQVAEOptions, info: DatasetInfo) -> tuple[int, int, int]:
+def image_shape(opts: VAEOptions | VQVAEOptions, info: DatasetInfo) -> tuple[int, int, int]:
+    """``(C, H, W)`` the model sees: 3 channels with ``colour`` (single-channel data only)."""
     if opts.colour and info.channels != 1:
         raise RobustlabError(f"model.options.colour needs a single-channel dataset; {info.name} has {info.channels}")
     return (3 if opts.colour else info.channels, *info.image_size)
-
-
-def build_model(family: str, cfg: ExperimentConfig, info: DatasetInfo) -> nn.Module:
-    """The model of ``family`` for ``cfg.model.options``, sized for ``info`` (3 channels with ``colour``)."""
-    check_architecture(family, cfg.model.name)
-    opts = parse_options(family, cfg.model.options)
-    shape = _image_shape(opts, info)
-    if family == "vqvae":
-        return VQVAE(shape, opts.channels, opts.codebook_size, opts.code_dim, opts.beta, opts.ema, opts.decay,
-                     opts.restart_dead, opts.restart_after, opts.snapshot_points,
-                     max_snapshots=cfg.train.epochs + 2)
-    return MLPVAE(shape, opts.hidden, opts.latent_dim, info.num_classes if family == "cvae" else 0)
-
-
-def build_task(family: str, cfg: ExperimentConfig, info: DatasetInfo) -> VAETask | VQVAETask:
-    """The task of ``family``; refuses a classification monitor (accuracy) that it does not produce."""
-    opts = parse_options(family, cfg.model.options)
-    if cfg.train.monitor.endswith("accuracy"):
-        raise RobustlabError(
-            f"train.monitor {cfg.train.monitor!r} is not a metric of task {family}; set train.monitor: val_loss"
-        )
-    if family == "vqvae":
-        return VQVAETask(opts.codebook_size, opts.beta, opts.recon, opts.colour, opts.colour_seed)
-    return VAETask(family == "cvae", info.num_classes, opts.recon, opts.beta, opts.colour, opts.colour_seed)
 
 
 # -- data helpers ---------------------------------------------------------------------------------------
@@ -130,15 +105,14 @@ def label_following(model: MLPVAE, task: VAETask, bundle: Any, per_class: int, d
 
 
 @torch.no_grad()
-def evaluate_vae(run: RunDir, model: MLPVAE, cfg: ExperimentConfig, bundle: Any, device: torch.device) -> dict:
+def evaluate_vae(run: RunDir, model: MLPVAE, task: VAETask, cfg: Any, bundle: Any, device: torch.device) -> dict:
     """Test-set ELBO of a (C)VAE, in nats per image, and the CVAE's label following.
 
     ``elbo_nats`` = mean over test images of ``E_q[log p(x|z)] - KL(q(z|x) || p(z))``, the expectation
     estimated with :data:`ELBO_SAMPLES` samples of ``z`` (a Bernoulli decoder: only with ``recon: bce``;
     with ``mse`` the reconstruction and KL terms are reported without an ELBO).
     """
-    opts: VAEOptions = parse_options(cfg.task, cfg.model.options)
-    task = build_task(cfg.task, cfg, bundle.info)
+    opts: VAEOptions = cfg.model.options
     model.eval()
     g = torch.Generator().manual_seed(cfg.seed)
     rec_sum = kl_sum = 0.0
@@ -166,37 +140,33 @@ def evaluate_vae(run: RunDir, model: MLPVAE, cfg: ExperimentConfig, bundle: Any,
 
 
 @torch.no_grad()
-def explain_vae(run: RunDir, model: MLPVAE, cfg: ExperimentConfig, bundle: Any, device: torch.device) -> dict:
+def explain_vae(run: RunDir, model: MLPVAE, task: VAETask, cfg: Any, bundle: Any, device: torch.device) -> dict:
     """Loss curves, inputs vs reconstructions, prior samples (VAE) or samples per class (CVAE), the
     latent means of test images by class, and the decoded latent-grid manifold."""
-    opts: VAEOptions = parse_options(cfg.task, cfg.model.options)
-    task = build_task(cfg.task, cfg, bundle.info)
+    opts: VAEOptions = cfg.model.options
     model.eval()
     out_dir = run.figures
     names = list(bundle.info.class_names) if bundle.info.class_names else None
     figs: dict[str, str] = {}
 
-    def record(name: str, path: Any) -> None:
-        if path is not None:
-            figs[name] = f"figures/{path.name}"
-
     unit = " (nats/image)" if opts.recon == "bce" else ""
     panels = [("loss and reconstruction" + unit, ["loss", "recon"], False), ("KL" + unit, ["kl"], False)]
-    record("loss_curves", F.loss_curves(run.metrics(), panels, out_dir / "loss_curves.png", title=cfg.name))
+    record(figs, "loss_curves", F.loss_curves(run.metrics(), panels, out_dir / "loss_curves.png", title=cfg.name))
     x, y = _first(task, bundle.test, 10, device)
     yy = y if model.conditional else None
     recon = torch.sigmoid(model.decode(model.encode(x, yy)[0], yy))
-    record("reconstructions", F.image_rows([("input", x), ("reconstruction", recon)], out_dir / "reconstructions.png"))
+    rows = [("input", x), ("reconstruction", recon)]
+    record(figs, "reconstructions", F.image_rows(rows, out_dir / "reconstructions.png"))
     g = torch.Generator().manual_seed(cfg.seed)
     k = model.num_classes
     if model.conditional:
         labels = torch.arange(k, device=device).repeat_interleave(10)
         samples = model.sample(labels.numel(), labels, generator=g)
-        record("class_samples", F.image_grid(samples, 10, out_dir / "class_samples.png",
+        record(figs, "class_samples", F.image_grid(samples, 10, out_dir / "class_samples.png",
                                              title="samples per requested class (rows)",
                                              row_labels=[_class_name(names, i) for i in range(k)]))
     else:
-        record("prior_samples", F.image_grid(model.sample(64, generator=g), 8, out_dir / "prior_samples.png",
+        record(figs, "prior_samples", F.image_grid(model.sample(64, generator=g), 8, out_dir / "prior_samples.png",
                                              title="samples from the prior z ~ N(0, I)"))
     mus, ys = [], []
     for xb, yb in _batches(task, bundle.test, cfg.data.eval_batch_size, device, limit=SCATTER_POINTS):
@@ -205,7 +175,7 @@ def explain_vae(run: RunDir, model: MLPVAE, cfg: ExperimentConfig, bundle: Any, 
     (mu2,), axes = F.project_2d(torch.cat(mus))
     if opts.latent_dim == 2:
         axes = ("z1", "z2")
-    record("latent_scatter", F.latent_scatter(mu2, torch.cat(ys), out_dir / "latent_scatter.png", names,
+    record(figs, "latent_scatter", F.latent_scatter(mu2, torch.cat(ys), out_dir / "latent_scatter.png", names,
                                               title="latent means of test images", axis_names=axes))
     n = 15 if not model.conditional else 8
     q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n))
@@ -219,9 +189,15 @@ def explain_vae(run: RunDir, model: MLPVAE, cfg: ExperimentConfig, bundle: Any, 
                   for c in range(k)]
     else:
         panels = [("", torch.sigmoid(model.decode(zz)))]
-    record("latent_manifold", F.manifold_panels(panels, n, out_dir / "latent_manifold.png",
+    record(figs, "latent_manifold", F.manifold_panels(panels, n, out_dir / "latent_manifold.png",
                                                 title="decoded latent grid (normal quantiles 5%–95%)"))
     return figs
+
+
+def record(figs: dict[str, str], name: str, path: Any) -> None:
+    """Add figure ``name`` at ``path`` (a file under the run's ``figures/``) to ``figs``, unless it was not drawn."""
+    if path is not None:
+        figs[name] = f"figures/{path.name}"
 
 
 def _class_name(names: list[str] | None, i: int) -> str:
@@ -253,11 +229,10 @@ def _vq_pass(model: VQVAE, task: VQVAETask, dataset: Any, batch_size: int, devic
             "points": torch.cat(points) if points else None, "assign": torch.cat(assign) if assign else None}
 
 
-def evaluate_vqvae(run: RunDir, model: VQVAE, cfg: ExperimentConfig, bundle: Any, device: torch.device) -> dict:
+def evaluate_vqvae(run: RunDir, model: VQVAE, task: VQVAETask, cfg: Any, bundle: Any, device: torch.device) -> dict:
     """Test reconstruction MSE (per pixel, [0, 1] units), perplexity and used codes of the test set's
     code assignments; with ``model.options.study`` also the study table of the group so far."""
-    opts: VQVAEOptions = parse_options("vqvae", cfg.model.options)
-    task = build_task("vqvae", cfg, bundle.info)
+    opts: VQVAEOptions = cfg.model.options
     model.eval()
     p = _vq_pass(model, task, bundle.test, cfg.data.eval_batch_size, device)
     used, perplexity = usage_stats(p["counts"])
@@ -278,37 +253,32 @@ def evaluate_vqvae(run: RunDir, model: VQVAE, cfg: ExperimentConfig, bundle: Any
     return doc
 
 
-def explain_vqvae(run: RunDir, model: VQVAE, cfg: ExperimentConfig, bundle: Any, device: torch.device) -> dict:
+def explain_vqvae(run: RunDir, model: VQVAE, task: VQVAETask, cfg: Any, bundle: Any, device: torch.device) -> dict:
     """Loss curves, inputs / code maps / quantised reconstructions, the codebook over the encoder
     outputs, code usage, the GIF of the codebook during training, and the study plot (when the run's
     results hold a study of at least two runs)."""
     from robustlab.core.checkpoint import load_checkpoint
 
-    task = build_task("vqvae", cfg, bundle.info)
     model.eval()
     out_dir = run.figures
     figs: dict[str, str] = {}
-
-    def record(name: str, path: Any) -> None:
-        if path is not None:
-            figs[name] = f"figures/{path.name}"
 
     k = model.quantizer.num_codes
     d = model.quantizer.code_dim
     commit_title = "codebook term = commitment in value" if not model.quantizer.ema else "EMA codebook"
     panels = [(f"loss, recon, commit ({commit_title})", ["loss", "recon", "commit"], True),
               ("codebook use", ["perplexity", "used_codes"], False)]
-    record("loss_curves", F.loss_curves(run.metrics(), panels, out_dir / "loss_curves.png", title=cfg.name))
+    record(figs, "loss_curves", F.loss_curves(run.metrics(), panels, out_dir / "loss_curves.png", title=cfg.name))
     with torch.no_grad():
         x, _ = _first(task, bundle.test, 10, device)
         out = model(x)
         codes = F.code_colours(out.indices, k, tuple(x.shape[-2:]))
         rows = [("input", x), ("codes", codes), ("quantised\nreconstruction", torch.sigmoid(out.logits))]
-        record("reconstructions", F.image_rows(rows, out_dir / "reconstructions.png"))
+        record(figs, "reconstructions", F.image_rows(rows, out_dir / "reconstructions.png"))
         p = _vq_pass(model, task, bundle.test, cfg.data.eval_batch_size, device, keep_points=PLANE_POINTS)
-    record("codebook_plane", F.codebook_plane(p["points"], p["assign"], model.quantizer.embedding.detach().cpu(),
+    record(figs, "codebook_plane", F.codebook_plane(p["points"], p["assign"], model.quantizer.embedding.detach().cpu(),
                                               out_dir / "codebook_plane.png"))
-    record("code_usage", F.usage_bars(p["counts"], out_dir / "code_usage.png",
+    record(figs, "code_usage", F.usage_bars(p["counts"], out_dir / "code_usage.png",
                                       title=f"code usage on the test set (K={k}, D={d})"))
     history = model.history
     last = run.checkpoint("last")
@@ -317,8 +287,8 @@ def explain_vqvae(run: RunDir, model: VQVAE, cfg: ExperimentConfig, bundle: Any,
         if "hist_len" in state:
             history = history_from_state(state)
     steps = math.ceil(len(bundle.train) / cfg.data.batch_size)
-    record("codebook_gif", F.codebook_gif(history, out_dir / "codebook.gif", steps_per_epoch=steps))
+    record(figs, "codebook_gif", F.codebook_gif(history, out_dir / "codebook.gif", steps_per_epoch=steps))
     study = run.results().get("study")
     if isinstance(study, dict) and isinstance(study.get("rows"), list):
-        record("study", F.study_plot(study["rows"], out_dir / "study.png"))
+        record(figs, "study", F.study_plot(study["rows"], out_dir / "study.png"))
     return figs

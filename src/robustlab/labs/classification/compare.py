@@ -1,6 +1,6 @@
-"""One self-contained HTML page comparing several runs: report 001's tables (a row per run;
-before/after a defense for runs that share dataset and model), overlaid robustness curves, every
-run's sanity flags and training curves."""
+"""One self-contained HTML page comparing several classification runs: the robustness table (a row per
+run; before/after a defense for runs that share dataset and model), overlaid robustness curves, every
+run's sanity flags and training curves; and the same tables as Markdown."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from robustlab.core.errors import RobustlabError
 from robustlab.core.io import atomic_write_text
 from robustlab.core.progress import log
+from robustlab.labs.classification import figures as figs
+from robustlab.labs.classification import report_data as rd
 from robustlab.report import context as ctx
-from robustlab.report import figures as figs
 from robustlab.report.format import MISSING, eps_label, is_number, pct
 from robustlab.report.html import data_uri, footer, inside, render, safe_figure
+from robustlab.report.overview import load_runs
+from robustlab.viz import training_curves
+
+TEMPLATES = Path(__file__).parent / "templates"
 
 
 def _columns(runs: Sequence[ctx.RunData]) -> tuple[list[tuple[str, str, float]], list[tuple[str, float]]]:
@@ -24,11 +28,11 @@ def _columns(runs: Sequence[ctx.RunData]) -> tuple[list[tuple[str, str, float]],
     order: dict[str, int] = {}
     budgets: dict[tuple[str, float], None] = {}
     for run in runs:
-        for r in ctx.robust_rows(run):
-            a, n, e = str(r.get("attack", "?")), str(r.get("norm") or "linf"), ctx.eps_key(r["eps"])
+        for r in rd.robust_rows(run):
+            a, n, e = str(r.get("attack", "?")), str(r.get("norm") or "linf"), rd.eps_key(r["eps"])
             order.setdefault(a, len(order))
             attacks.setdefault((a, n, e), None)
-        for k in ctx.worst_case(run):
+        for k in rd.worst_case(run):
             budgets.setdefault(k, None)
     att = sorted(attacks, key=lambda t: (t[1], t[2], order[t[0]]))
     return att, sorted(budgets)
@@ -36,25 +40,15 @@ def _columns(runs: Sequence[ctx.RunData]) -> tuple[list[tuple[str, str, float]],
 
 def _run_values(run: ctx.RunData, att_cols, wc_cols) -> tuple[list[float | None], list[tuple[float, bool] | None]]:
     acc = {
-        (str(r.get("attack", "?")), str(r.get("norm") or "linf"), ctx.eps_key(r["eps"])): r["accuracy"]
-        for r in ctx.robust_rows(run)
+        (str(r.get("attack", "?")), str(r.get("norm") or "linf"), rd.eps_key(r["eps"])): r["accuracy"]
+        for r in rd.robust_rows(run)
     }
-    wc = ctx.worst_case(run)
+    wc = rd.worst_case(run)
     return [acc.get(c) for c in att_cols], [wc.get(c) for c in wc_cols]
 
 
-def _load_runs(run_dirs: Sequence[str | Path]) -> list[ctx.RunData]:
-    """The runs to compare; :class:`RobustlabError` when there are none or one is not a folder."""
-    if not run_dirs:
-        raise RobustlabError("compare needs at least one run folder")
-    for d in run_dirs:
-        if not Path(d).is_dir():
-            raise RobustlabError(f"cannot compare: {d} is not a folder")
-    return [ctx.load_run(d) for d in run_dirs]
-
-
 def _is_baseline(run: ctx.RunData) -> bool:
-    return ctx.defense_of(run)[0].lower() in {"none", "", "standard", "clean"}
+    return rd.defense_of(run)[0].lower() in {"none", "", "standard", "clean"}
 
 
 def _parent(run: ctx.RunData, runs: Sequence[ctx.RunData]) -> ctx.RunData | None:
@@ -70,7 +64,7 @@ def _parent(run: ctx.RunData, runs: Sequence[ctx.RunData]) -> ctx.RunData | None
 
 def pairings(runs: Sequence[ctx.RunData]) -> list[tuple[ctx.RunData, list[ctx.RunData]]]:
     """``[(before, [after, ...])]``: each run fine-tuned from another compared run is paired with
-    it (report 001's "before/after adversarial training"); the remaining defended runs are paired
+    it ("before/after adversarial training"); the remaining defended runs are paired
     with an undefended run of the same dataset and model."""
     groups: dict[int, tuple[ctx.RunData, list[ctx.RunData]]] = {}
     paired: set[int] = set()
@@ -88,7 +82,7 @@ def pairings(runs: Sequence[ctx.RunData]) -> list[tuple[ctx.RunData, list[ctx.Ru
                 for b in runs
                 if _is_baseline(b)
                 and ctx.dataset_name(b) == ctx.dataset_name(run)
-                and ctx.model_name(b) == ctx.model_name(run)
+                and rd.model_name(b) == rd.model_name(run)
             ),
             None,
         )
@@ -127,9 +121,9 @@ def before_after(runs: Sequence[ctx.RunData]) -> list[dict[str, Any]]:
             {
                 "title": f"{before.name} → {', '.join(r.name for r in after)}",
                 "dataset": ctx.dataset_name(before),
-                "model": ctx.model_name(before),
-                "headers": [f"before: {before.name} ({ctx.defense_label(before)})"]
-                + [f"after: {r.name} ({ctx.defense_label(r)})" for r in after],
+                "model": rd.model_name(before),
+                "headers": [f"before: {before.name} ({rd.defense_label(before)})"]
+                + [f"after: {r.name} ({rd.defense_label(r)})" for r in after],
                 "delta_headers": [f"Δ {r.name}" for r in after],
                 "rows": rows,
             }
@@ -145,7 +139,7 @@ def compare_report(run_dirs: Sequence[str | Path], out: str | Path, title: str |
     robustness curves, every run's sanity flags and each run's training curves. Raises
     :class:`RobustlabError` when ``run_dirs`` is empty or names something that is not a folder.
     """
-    runs = _load_runs(run_dirs)
+    runs = load_runs(run_dirs)
     att_cols, wc_cols = _columns(runs)
     rows = []
     for run in runs:
@@ -154,8 +148,8 @@ def compare_report(run_dirs: Sequence[str | Path], out: str | Path, title: str |
             {
                 "name": run.name,
                 "dataset": ctx.dataset_name(run),
-                "model": ctx.model_name(run),
-                "defense": ctx.defense_label(run),
+                "model": rd.model_name(run),
+                "defense": rd.defense_label(run),
                 "smoke": run.smoke,
                 "clean": pct(run.results.get("clean_accuracy")),
                 "cells": [pct(a) for a in acc],
@@ -167,12 +161,12 @@ def compare_report(run_dirs: Sequence[str | Path], out: str | Path, title: str |
         overlay = safe_figure(figs.robustness_overlay, [(r.name, r.results) for r in runs], tmpdir / "overlay.png")
         curves = []
         for i, run in enumerate(runs):
-            p = safe_figure(figs.training_curves, run.metrics, tmpdir / f"train_{i}.png", title=run.name)
+            p = safe_figure(training_curves, run.metrics, tmpdir / f"train_{i}.png", title=run.name)
             if p is not None:
                 curves.append({"name": run.name, "uri": data_uri(p)})
         overlay_uri = data_uri(overlay) if overlay else None
     page = render(
-        "compare.html",
+        "compare.html", template_dir=TEMPLATES,
         title=title or f"Comparison of {len(runs)} run{'s' if len(runs) != 1 else ''}",
         attack_headers=[{"attack": a, "eps": eps_label(e, n)} for a, n, e in att_cols],
         worst_headers=[{"attack": "worst case", "eps": eps_label(e, n)} for n, e in wc_cols],
@@ -204,7 +198,7 @@ def compare_markdown(run_dirs: Sequence[str | Path], title: str | None = None) -
     """The comparison as Markdown (accuracies in %, two decimals): a table with a row per run
     (defense, clean, every attack@eps, worst case per eps, Gaussian noise per sigma); then, where
     runs have them, cross-domain accuracy and circle-loss k-NN rows. Same errors as :func:`compare_report`."""
-    runs = _load_runs(run_dirs)
+    runs = load_runs(run_dirs)
     att_cols, wc_cols = _columns(runs)
     sigmas = sorted({float(r["sigma"]) for run in runs for r in run.results.get("noise") or []
                      if is_number(r.get("sigma")) and r["sigma"] > 0})
@@ -219,13 +213,13 @@ def compare_markdown(run_dirs: Sequence[str | Path], title: str | None = None) -
                  if is_number(r.get("sigma"))}
         name = run.name + (" (smoke)" if run.smoke else "")
         body.append(
-            [name, ctx.defense_label(run), _md_pct(run.results.get("clean_accuracy"))]
+            [name, rd.defense_label(run), _md_pct(run.results.get("clean_accuracy"))]
             + [_md_pct(a) for a in acc]
             + [(_md_pct(w[0]) + ("" if w[1] else "*")) if w else MISSING for w in wc]
             + [_md_pct(noise.get(s)) for s in sigmas]
         )
     parts = [f"### {title}\n" if title else "", _md_table(header, body)]
-    if any(not w[1] for run in runs for w in ctx.worst_case(run).values()):
+    if any(not w[1] for run in runs for w in rd.worst_case(run).values()):
         parts.append("\n\\* worst case approximated from the per-attack rows (per-sample data missing).\n")
     domains = list(dict.fromkeys(row.get("dataset") for run in runs for row in run.results.get("cross_domain") or []))
     if domains:
@@ -233,7 +227,7 @@ def compare_markdown(run_dirs: Sequence[str | Path], title: str | None = None) -
         for run in runs:
             got = {row.get("dataset"): row.get("accuracy") for row in run.results.get("cross_domain") or []}
             if got:
-                rows.append([run.name, ctx.defense_label(run), *(_md_pct(got.get(d)) for d in domains)])
+                rows.append([run.name, rd.defense_label(run), *(_md_pct(got.get(d)) for d in domains)])
         parts.append("\nCross-domain test accuracy (the run's own dataset first):\n\n")
         parts.append(_md_table(["run", "defense", *map(str, domains)], rows))
     knn = [(run, row) for run in runs for row in run.results.get("knn") or []]

@@ -3,13 +3,13 @@
 Nothing new is needed in the trainer: ``train.init_from`` loads a checkpoint's (or an upstream
 torchvision/timm file's) backbone weights, ``train.freeze_backbone`` trains only the linear head
 (the frozen backbone also stays in eval mode, so its batch-norm statistics are kept), and
-``data.train_subset`` keeps a seeded subset of the target training set. Report 003 (Q1) fine-tunes
-the classifier of an MNIST-trained ResNet-18 with frozen convolutions on 1,000 SVHN images::
+``data.train_subset`` keeps a seeded subset of the target training set. For example, fine-tune the
+classifier of an MNIST-trained ResNet-18 with frozen convolutions on 1,000 SVHN images::
 
     robustlab train --dataset svhn --model resnet18_cifar --init-from runs/mnist/checkpoints/best.pt \\
         --freeze-backbone --train-subset 1000 --epochs 10
 
-Adversarial fine-tuning (report 001, Q1.4) is the same with ``--defense pgd-at`` (see
+Adversarial fine-tuning is the same with ``--defense pgd-at`` (see
 :mod:`robustlab.defenses.pgd_at`). :func:`fine_tune_config` builds such a config in code.
 """
 
@@ -18,11 +18,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from robustlab.core.checks import check_int
 from robustlab.core.errors import RobustlabError
-from robustlab.defenses._common import check_int
 
 if TYPE_CHECKING:
-    from robustlab.config import ExperimentConfig
+    from robustlab.labs.classification.config import ClassificationConfig as ExperimentConfig
 
 
 def fine_tune_config(
@@ -48,7 +48,7 @@ def fine_tune_config(
 
     Raises :class:`RobustlabError` when ``init_from`` does not exist or a value is out of range.
     """
-    from robustlab.config import DataConfig, TrainConfig, parse_config
+    from robustlab.core.config import validate_model
 
     if not Path(init_from).is_file():
         raise RobustlabError(f"init_from {str(init_from)!r} is not a file (e.g. runs/X/checkpoints/best.pt)")
@@ -64,6 +64,6 @@ def fine_tune_config(
         data["train_subset"] = check_int("n_images", n_images)
     return base_cfg.model_copy(update={
         "name": name or f"{base_cfg.name}-finetune",
-        "train": parse_config(train, where="train", model=TrainConfig),
-        "data": parse_config(data, where="data", model=DataConfig),
+        "train": validate_model(type(base_cfg.train), train, where="train"),
+        "data": validate_model(type(base_cfg.data), data, where="data"),
     })
