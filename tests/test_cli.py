@@ -77,7 +77,7 @@ def test_train_digits_one_epoch_end_to_end(tmp_path):
         assert (out / name).exists(), name
     res = json.loads((out / "results.json").read_text())
     assert 0.0 <= res["clean_accuracy"] <= 1.0
-    assert "test accuracy" in proc.stdout
+    assert f"clean {res['clean_accuracy']:.4f}" in proc.stdout  # the lab's summary line
     # a second run into the same folder is refused, not overwritten
     again = subprocess.run(
         [sys.executable, "-m", "robustlab", "train", "--dataset", "digits", "--epochs", "1", "--out", str(out)],

@@ -108,7 +108,9 @@ def datasets(
 ) -> None:
     """List datasets of every kind (image, tokens, paired): shape, sizes, and whether each is available offline now."""
     from robustlab.data import is_available, list_datasets
+    from robustlab.labs import LABS
 
+    LABS.names()  # plug-in labs may bring datasets of their own
     typer.echo(f"{'name':<18} {'kind':<7} {'shape':<28} {'train':>7} {'test':>7}  {'offline':<8} description")
     for info in list_datasets():
         avail = "yes" if is_available(info.name, data_root) else "no"

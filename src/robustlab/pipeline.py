@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from robustlab.config import lab_for, lab_of
 from robustlab.core import distributed as D
 from robustlab.core.errors import RobustlabError
@@ -27,6 +29,13 @@ def run_context(run_dir: str | Path, device: str = "auto", checkpoint: str = "be
     run = RunDir.open(run_dir)
     cfg, smoke = load_run_config(run)
     return RunContext(run, cfg, smoke, resolve_device(device), checkpoint, dict(options))
+
+
+def load_run_model(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> torch.nn.Module:
+    """The trained model of a run folder in eval mode, rebuilt by its lab from the saved config and the
+    checkpoint's meta (no data is loaded)."""
+    ctx = run_context(run_dir, device=device, checkpoint=checkpoint)
+    return lab_of(ctx.cfg).load_model(ctx)
 
 
 def check_evaluate_options(run_dir: str | Path, options: dict[str, Any]) -> None:

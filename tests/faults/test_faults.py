@@ -12,9 +12,9 @@ import robustlab.core.checkpoint as ckpt
 from robustlab.config import parse_config
 from robustlab.core.checkpoint import load_checkpoint, save_checkpoint
 from robustlab.core.errors import RobustlabError
-from robustlab.core.runs import RunDir
 from robustlab.data.validation import check_labels, check_pixels
-from robustlab.experiment import load_run_model, train_experiment
+from robustlab.experiment import train_experiment
+from robustlab.pipeline import load_run_model
 
 
 def _tiny_cfg(**train):
@@ -55,7 +55,7 @@ def test_checkpoint_of_another_architecture_names_the_mismatch(tmp_path):
     cfg_text = run.config_path.read_text().replace("width: 8", "width: 16")
     run.config_path.write_text(cfg_text)
     with pytest.raises(RobustlabError, match="does not fit model small_cnn") as e:
-        load_run_model(RunDir.open(tmp_path / "r"))
+        load_run_model(tmp_path / "r")
     assert "size mismatch" in str(e.value) or "shape" in str(e.value)
 
 

@@ -62,8 +62,8 @@ def test_step_based_reference_validates_mid_epoch(references):
     assert callbacks["ema"]["updates"] == 150
 
 
-@pytest.mark.parametrize(("variant", "seed"), [("epochs", 0), ("epochs", 1), ("epochs", 2),
-                                               ("ema-accumulate-steps", 0), ("ema-accumulate-steps", 1)])
+@pytest.mark.parametrize(("variant", "seed"), [("epochs", 0), ("epochs", 1),
+                                               ("ema-accumulate-steps", 0), ("ema-accumulate-steps", 2)])
 def test_sigkill_at_random_point_then_resume(variant, seed, references, tmp_path):
     rng = random.Random(seed)
     out = tmp_path / "run"

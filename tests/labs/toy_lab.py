@@ -22,7 +22,8 @@ from torch.utils.data import TensorDataset
 
 from robustlab.core.config import DataConfig, ExperimentConfig, Strict, TrainConfig
 from robustlab.data.bundle import DataBundle
-from robustlab.data.spec import TokenSequenceInfo
+from robustlab.data.registry import DATASETS, register_specs
+from robustlab.data.spec import DatasetSpec, TokenSequenceInfo
 from robustlab.labs.base import Lab, RunContext
 from robustlab.report.section import Section, Table
 from robustlab.training.metrics import BinaryROCAUC, Metric
@@ -82,6 +83,12 @@ class ParityTask:
         n = max(sums.get("count", 0.0), 1.0)
         loss = sums["loss"] / n
         return {"loss": loss, "accuracy": sums["correct"] / n, "perplexity": math.exp(loss)}
+
+
+INFO = TokenSequenceInfo("bit-parity", "random bit strings, label = parity (generated)", 600, 150,
+                         vocab_size=2, max_length=5, num_classes=2)
+if INFO.name not in DATASETS:  # the plug-in's dataset, listed by `robustlab datasets` beside the images
+    register_specs([DatasetSpec(INFO, load=lambda **_: bits(600, 5, 0), available=lambda root: True)])
 
 
 def bits(n: int, length: int, seed: int) -> TensorDataset:

@@ -67,6 +67,7 @@ class APGD(Attack):
 
     name = "apgd"
     whitebox = True
+    iterative = True
     loss_name = "ce"
     reference = (
         "Croce & Hein, Reliable evaluation of adversarial robustness with an ensemble of diverse "

@@ -189,6 +189,9 @@ class Attack:
     #: takes ``steps`` and a fixed step size ``alpha``; the evaluator passes its ``steps`` and
     #: ``alpha = alpha_ratio · eps``
     stepped: ClassVar[bool] = False
+    #: a multi-step gradient attack that must be at least as strong as one FGSM step (a sanity flag
+    #: fires when it is not)
+    iterative: ClassVar[bool] = False
 
     eps: float | None = None
     norm: str = "linf"

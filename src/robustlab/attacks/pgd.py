@@ -53,6 +53,7 @@ class PGD(Attack):
     name = "pgd"
     whitebox = True
     stepped = True
+    iterative = True
     description = "Projected Gradient Descent (L∞/L2) with random start, restarts and step-size schedules"
     reference = "Madry et al., Towards Deep Learning Models Resistant to Adversarial Attacks, ICLR 2018"
 

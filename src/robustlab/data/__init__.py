@@ -14,6 +14,7 @@ Example::
 
 from robustlab.data import cifar, digits, flowers, folder, fonts, mnist, svhn  # noqa: F401 (each registers its datasets)
 from robustlab.data.base import ImageDataset
+from robustlab.data.bundle import DataBundle
 from robustlab.data.file_dataset import FileImageDataset
 from robustlab.data.fonts import render_font_digits
 from robustlab.data.loaders import collate_pairs, make_loader
@@ -28,7 +29,7 @@ from robustlab.data.registry import (
     load_dataset,
     register_specs,
 )
-from robustlab.data.spec import DatasetInfo, DatasetSpec
+from robustlab.data.spec import DataInfo, DatasetInfo, DatasetSpec, PairedInfo, TokenSequenceInfo
 from robustlab.data.synthetic import fabricate
 from robustlab.data.tensor_dataset import TensorImageDataset
 from robustlab.data.transforms import AUGMENTATIONS, GaussianNoise, augmentation
@@ -38,13 +39,17 @@ __all__ = [
     "AUGMENTATIONS",
     "DATASETS",
     "AdaptedDataset",
+    "DataBundle",
+    "DataInfo",
     "DatasetInfo",
     "DatasetSpec",
     "FileImageDataset",
     "GaussianNoise",
     "ImageDataset",
+    "PairedInfo",
     "SubsetDataset",
     "TensorImageDataset",
+    "TokenSequenceInfo",
     "adapt",
     "augmentation",
     "catalog",

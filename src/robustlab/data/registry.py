@@ -15,7 +15,7 @@ from robustlab.core.errors import RobustlabError
 from robustlab.core.progress import log
 from robustlab.core.registry import Registry
 from robustlab.data.base import ImageDataset, Transform
-from robustlab.data.spec import DatasetInfo, DatasetSpec
+from robustlab.data.spec import DataInfo, DatasetInfo, DatasetSpec
 from robustlab.data.views import adapt
 
 DATA_ENV = "ROBUSTLAB_DATA"
@@ -36,8 +36,8 @@ def get_spec(name: str) -> DatasetSpec:
     return DATASETS.get(name)
 
 
-def list_datasets() -> list[DatasetInfo]:
-    """Every registered dataset's info, sorted by name."""
+def list_datasets() -> list[DataInfo]:
+    """Every registered dataset's info (any kind), sorted by name."""
     return [spec.info for _, spec in DATASETS.items()]
 
 

@@ -16,10 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-Severity = Literal["warning", "error"]
+from robustlab.evaluation.runner import capability
 
-ITERATIVE_ATTACKS = ("pgd", "apgd-ce", "apgd-dlr")
-"""Multi-step gradient attacks that must be at least as strong as FGSM."""
+Severity = Literal["warning", "error"]
 
 LARGE_EPS_MAX_ACCURACY = 0.05
 """Highest PGD accuracy accepted at the very large sanity eps (linf 0.5, l2 0.5·sqrt(d))."""
@@ -185,7 +184,7 @@ def check_pgd_weaker_than_fgsm(result: Mapping[str, Any]) -> list[Flag]:
     issues = []
     for r in rows:
         ref = fgsm.get(r["eps"])
-        if r["attack"] in ITERATIVE_ATTACKS and ref is not None and r["accuracy"] > ref + tol:
+        if capability(r["attack"], "iterative") and ref is not None and r["accuracy"] > ref + tol:
             issues.append((r["accuracy"] - ref, (
                 f"At eps {eps_text(r['eps'], r.get('norm', 'linf'))}, {r['attack']} leaves "
                 f"{pct(r['accuracy'])} of {n} sampled images correct but FGSM only {pct(ref)}."
