@@ -311,8 +311,16 @@ class Trainer:
         D.barrier()
         return result
 
-    def _train_epoch(self, epoch: int, result: FitResult) -> bool:
-        """One pass over the training data with its validation point(s); True when training ends."""
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training data without validation, checkpoints or logging (benchmarks,
+        tests); returns the epoch's ``train_*`` metrics (all ranks reduced)."""
+        summary: dict[str, float] = {}
+        self._train_epoch(epoch, None, summary)
+        return summary
+
+    def _train_epoch(self, epoch: int, result: FitResult | None, summary: dict[str, float] | None = None) -> bool:
+        """One pass over the training data with its validation point(s) (none when ``result`` is None:
+        the pass's metrics go into ``summary``); True when training ends."""
         self._set_epoch(epoch)
         skip, self.start_batch = self.start_batch, 0
         for cb in self.callbacks:
@@ -343,6 +351,8 @@ class Trainer:
             if i % 10 == 0 and show:  # .item() syncs the GPU: only when a bar is drawn
                 shown = self.task.summarize({k: v.item() for k, v in sums.items()})
                 pbar.set_postfix({k: f"{v:.3f}" for k, v in list(shown.items())[:3]})
+            if result is None:
+                continue
             point = last and not self.cfg.val_every
             if self.step_based and self.global_step != stepped:
                 point = point or self._done() or bool(self.cfg.val_every and self.global_step % self.cfg.val_every == 0)
@@ -353,6 +363,8 @@ class Trainer:
                     pbar.close()
                     return True
         pbar.close()
+        if result is None and summary is not None:
+            summary.update(self._summary(sums, "train_"))
         return False
 
     def _validation_point(
