@@ -34,7 +34,7 @@ class Counting(nn.Module):
 
 @pytest.mark.parametrize("eps", [0.05, 0.1, 0.2])
 def test_fgsm_matches_torchattacks_exactly(digits, digits_model, eps: float) -> None:
-    torchattacks = pytest.importorskip("torchattacks")
+    import torchattacks  # a declared dev dependency: missing is a failure, not a skip
     x, y = digits.x_test, digits.y_test
     ours = FGSM(eps=eps)(digits_model, x, y)
     theirs = torchattacks.FGSM(digits_model, eps=eps)(x, y)
@@ -43,7 +43,7 @@ def test_fgsm_matches_torchattacks_exactly(digits, digits_model, eps: float) -> 
 
 
 def test_targeted_fgsm_matches_torchattacks(digits, digits_model) -> None:
-    torchattacks = pytest.importorskip("torchattacks")
+    import torchattacks  # a declared dev dependency: missing is a failure, not a skip
     x, y = subset(digits, 200)
     target = (y + 1) % 10
     ours = FGSM(eps=0.1, targeted=True)(digits_model, x, target)
@@ -56,7 +56,7 @@ def test_targeted_fgsm_matches_torchattacks(digits, digits_model) -> None:
 def test_pgd_matches_torchattacks(digits, digits_model) -> None:
     """Same parameters, same random start (torchattacks draws from the global RNG seeded alike):
     within 0.5 percentage points (ours may only be stronger: it keeps a fooled iterate)."""
-    torchattacks = pytest.importorskip("torchattacks")
+    import torchattacks  # a declared dev dependency: missing is a failure, not a skip
     x, y = digits.x_test, digits.y_test
     ours = accuracy(digits_model, PGD(eps=0.1, alpha=0.025, steps=10, seed=0)(digits_model, x, y), y)
     with torch.random.fork_rng():
@@ -86,7 +86,7 @@ def test_apgd_l2_and_dlr_are_strong(digits, digits_model) -> None:
 def test_apgd_matches_torchattacks_apgd(digits, digits_model) -> None:
     """Same algorithm as AutoAttack's APGD (torchattacks ports it): within 2 points on 300 images
     (both draw their own random starts; 25 steps so the step-size checkpoints matter)."""
-    torchattacks = pytest.importorskip("torchattacks")
+    import torchattacks  # a declared dev dependency: missing is a failure, not a skip
     x, y = subset(digits, 300)
     ours = accuracy(digits_model, APGDCE(eps=0.1, steps=25)(digits_model, x, y), y)
     with torch.random.fork_rng():

@@ -28,7 +28,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "ROBUSTLAB_
 VARIANTS = {
     "epochs": ([], EPOCHS),
     "ema-accumulate-steps": (["--set", "train.accumulate=2", "--set", "train.ema={decay: 0.9}",
-                              "--set", "train.max_steps=150", "--set", "train.val_every=15"], 10),
+                              "--set", "train.max_steps=90", "--set", "train.val_every=15"], 6),
 }
 
 
@@ -57,9 +57,9 @@ def references(tmp_path_factory):
 
 def test_step_based_reference_validates_mid_epoch(references):
     rows, _, callbacks = references["ema-accumulate-steps"]
-    assert [r["step"] for r in rows] == list(range(15, 151, 15))
+    assert [r["step"] for r in rows] == list(range(15, 91, 15))
     assert len({r["epoch"] for r in rows}) < len(rows)  # several validation points in one epoch
-    assert callbacks["ema"]["updates"] == 150
+    assert callbacks["ema"]["updates"] == 90
 
 
 @pytest.mark.parametrize(("variant", "seed"), [("epochs", 0), ("epochs", 1),
