@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from robustlab.data.registry import DATASETS
 from robustlab.labs import LABS
 
 HERE = Path(__file__).resolve().parent
@@ -30,5 +31,9 @@ def toy_plugin(tmp_path, monkeypatch):
     path = os.pathsep.join([str(site), str(HERE), os.environ.get("PYTHONPATH", "")])
     monkeypatch.setenv("PYTHONPATH", path.rstrip(os.pathsep))
     LABS.reload_entry_points()
+    import toy_lab
+
+    toy_lab.register_dataset()  # also when an earlier test imported the module already
     yield site
     LABS.unregister("toy-parity")
+    DATASETS.unregister(toy_lab.INFO.name)  # other tests see only robustlab's own datasets

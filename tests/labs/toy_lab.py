@@ -87,8 +87,12 @@ class ParityTask:
 
 INFO = TokenSequenceInfo("bit-parity", "random bit strings, label = parity (generated)", 600, 150,
                          vocab_size=2, max_length=5, num_classes=2)
-if INFO.name not in DATASETS:  # the plug-in's dataset, listed by `robustlab datasets` beside the images
-    register_specs([DatasetSpec(INFO, load=lambda **_: bits(600, 5, 0), available=lambda root: True)])
+
+
+def register_dataset() -> None:
+    """The plug-in's dataset, listed by ``robustlab datasets`` beside the images (idempotent)."""
+    if INFO.name not in DATASETS:
+        register_specs([DatasetSpec(INFO, load=lambda **_: bits(600, 5, 0), available=lambda root: True)])
 
 
 def bits(n: int, length: int, seed: int) -> TensorDataset:
@@ -175,3 +179,4 @@ class ToyParityLab(Lab):
 
 
 LAB = ToyParityLab()
+register_dataset()
