@@ -10,7 +10,7 @@ from typing import Any
 
 from robustlab.labs.classification import figures as figs
 from robustlab.labs.classification import report_data as rd
-from robustlab.report.context import RunData, load_run
+from robustlab.report.context import RunData
 from robustlab.report.format import eps_label, is_number
 from robustlab.report.html import data_uri, render_fragment, safe_figure
 from robustlab.report.section import Section
@@ -77,7 +77,7 @@ def _confusion_eps(run: RunData) -> str | None:
 
 def robustness_sections(run_dir: Path, config: dict[str, Any], results: dict[str, Any]) -> list[Section]:
     """The classification sections of ``run_dir``'s report (its figures are (re)drawn into ``figures/``)."""
-    run = load_run(run_dir)
+    run = RunData(path=Path(run_dir), config=config, metrics=[], results=results)  # the shell read the files
     drawn = draw_figures(run, run.path / "figures")
     uris = {k: data_uri(v) for k, v in drawn.items()}
     html = render_fragment(
