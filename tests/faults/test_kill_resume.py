@@ -38,6 +38,12 @@ def _train(out: Path, variant: str, *extra: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=ENV, timeout=600)
 
 
+def _rows_written(run: Path) -> int:
+    """Complete lines in the run's metrics log so far (0 before the first)."""
+    path = run / "metrics.jsonl"
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
 def _signature(run: Path):
     rows = [{k: v for k, v in r.items() if k != "seconds"} for r in read_jsonl(run / "metrics.jsonl")]
     state = load_checkpoint(run / "checkpoints" / "last.pt")
@@ -70,14 +76,21 @@ def test_sigkill_at_random_point_then_resume(variant, seed, references, tmp_path
     args = [*ARGS, *VARIANTS[variant][0]]
     child = subprocess.Popen([sys.executable, "-m", "robustlab", "train", *args, "--out", str(out)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
-    deadline = time.time() + 120
-    while not (out / "config.yaml").exists() and time.time() < deadline and child.poll() is None:
-        time.sleep(0.05)
-    time.sleep(rng.uniform(0.2, 3.0))  # somewhere inside the epochs (or during a checkpoint write)
+    total = VARIANTS[variant][1]
+    # kill between validation row k and k+1 (k random), at a random point of that interval — paced by
+    # the rows this machine actually writes (start-up excluded), so a fast machine cannot finish first
+    k = rng.randint(2, total - 2)
+    first, deadline = None, time.time() + 300
+    while _rows_written(out) < k and time.time() < deadline and child.poll() is None:
+        if first is None and _rows_written(out) >= 1:
+            first = time.time()
+        time.sleep(0.005)
+    per_row = (time.time() - (first or time.time())) / (k - 1)
+    time.sleep(rng.uniform(0.0, 0.9 * per_row))
     assert child.poll() is None, "training finished before the kill; the test would prove nothing"
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
-    assert len(read_jsonl(out / "metrics.jsonl")) < VARIANTS[variant][1]
+    assert len(read_jsonl(out / "metrics.jsonl")) < total
     proc = _train(out, variant, "--resume")
     assert proc.returncode == 0, proc.stderr
     rows, weights, callbacks = _signature(out)
