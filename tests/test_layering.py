@@ -30,7 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "report": {"core", "viz"},
     "labs": {"core", "data", "models", "viz", "training", "attacks", "defenses", "evaluation", "explain", "report"},
 }
-TOP = {"cli", "config", "experiment", "pipeline", "recipe", "__main__"}
+TOP = {"cli", "config", "crossval", "experiment", "pipeline", "recipe", "__main__"}
 ROOT_ALLOWED = {"core"}  # what robustlab/__init__.py may import
 LABS_SHARED = {"base", "schema", "__init__"}  # modules of robustlab/labs every lab may use
 

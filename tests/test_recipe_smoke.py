@@ -44,6 +44,10 @@ def test_recipe_smoke_runs_end_to_end(path, tmp_path):
         folder = out / run.name
         assert (folder / "report.html").exists(), run.name
         results = json.loads((folder / "results.json").read_text())
+        if run.folds:  # a cross-validated run: complete fold runs and their aggregate
+            assert results["cross_validation"]["folds"] == 2 and results["cross_validation"]["mean"]
+            assert all((folder / f"fold-{i}" / "report.html").exists() for i in range(2))
+            continue
         assert results.get("clean_accuracy") is not None or results.get("test_loss") is not None
         if run.evaluate and recipe.base.get("task", "classification") == "classification":
             assert "robust" in results or "cross_domain" in results, run.name

@@ -30,13 +30,18 @@ from robustlab.training import Trainer
 
 def train_loaders(cfg: ExperimentConfig, bundle: DataBundle):
     """Training and validation loaders. The training order is a function of (seed, epoch) only —
-    a DistributedSampler (one replica outside torchrun) with ``set_epoch`` — so a resumed run sees
+    a DistributedSampler (one replica outside torchrun), or the lab's own batch sampler, with
+    ``set_epoch`` — so a resumed run sees
     exactly the batches an uninterrupted one would, and world sizes shard deterministically."""
     d = cfg.data
     world, rank = D.world_size(), D.rank()
-    sampler = DistributedSampler(bundle.train, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
-    train = rdata.make_loader(bundle.train, d.batch_size, sampler=sampler, seed=cfg.seed,
-                              num_workers=d.num_workers, collate=bundle.collate)
+    if bundle.train_batches is not None:
+        train = rdata.make_loader(bundle.train, d.batch_size, num_workers=d.num_workers, collate=bundle.collate,
+                                  batch_sampler=bundle.train_batches(d.batch_size, cfg.seed, world, rank))
+    else:
+        sampler = DistributedSampler(bundle.train, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
+        train = rdata.make_loader(bundle.train, d.batch_size, sampler=sampler, seed=cfg.seed,
+                                  num_workers=d.num_workers, collate=bundle.collate)
     val = eval_loader(cfg, bundle, bundle.val) if bundle.val is not None else None
     return train, val
 

@@ -14,10 +14,14 @@ Format::
         init_from: clean          # start from that run's best checkpoint
         config: {defense: {name: fgsm-rs, params: {eps: 0.1}}}
         explain_with: clean       # Grad-CAM side by side with that run
+      - name: lstm-cv
+        folds: 5                  # k-fold cross-validation (labs whose data config has folds/fold)
     compare: {title: "…", runs: [clean, fgsm-rs]}
 
-Each run writes ``<out>/<run name>/``; ``compare`` writes ``<out>/compare.html`` and the same tables as
-Markdown in ``<out>/compare.md``.
+Each run writes ``<out>/<run name>/``; a cross-validated run writes one complete run per fold
+(``<out>/<run name>/fold-<i>/``; figures for fold 0) and their aggregate in ``<out>/<run name>/results.json`` (see
+:mod:`robustlab.crossval`; ``--smoke`` runs two folds). ``compare`` writes ``<out>/compare.html`` and
+the same tables as Markdown in ``<out>/compare.md``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from robustlab.core.errors import RobustlabError
 from robustlab.core.io import atomic_write_text
 from robustlab.core.progress import log
 from robustlab.core.runs import RunDir
+from robustlab.crossval import fold_configs, fold_dir, write_parent
 
 #: written into a run folder once all its stages finished (a resumed recipe skips such runs)
 DONE_MARK = ".recipe-done"
@@ -49,6 +54,7 @@ class RecipeRun(Strict):
     evaluate: bool = True
     explain: bool = True
     explain_with: str | None = None
+    folds: int | None = Field(None, ge=2, le=20, description="k-fold cross-validation: one run per fold")
 
 
 class CompareSpec(Strict):
@@ -73,10 +79,13 @@ class Recipe(Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"run names must be unique, got {names}")
         seen: set[str] = set()
+        folded = {r.name for r in self.runs if r.folds}
         for r in self.runs:
             for ref in (r.init_from, r.explain_with):
                 if ref is not None and ref not in seen:
                     raise ValueError(f"run {r.name!r} refers to {ref!r}, which is not an earlier run")
+                if ref is not None and (ref in folded or r.folds):
+                    raise ValueError(f"run {r.name!r}: init_from/explain_with do not combine with cross-validated runs")
             seen.add(r.name)
         if self.compare:
             missing = [n for n in self.compare.runs if n not in names]
@@ -118,10 +127,17 @@ def run_configs(recipe: Recipe, smoke: bool = False) -> list[tuple[RecipeRun, Ex
         cfg = parse_config(merged, where=where)
         try:
             lab.check(cfg)
+            if r.folds:
+                fold_configs(cfg, run_folds(r, smoke))
         except RobustlabError as e:
             raise RobustlabError(f"{where}: {e}") from None
         out.append((r, cfg))
     return out
+
+
+def run_folds(run: RecipeRun, smoke: bool) -> int:
+    """How many folds a cross-validated run trains (two under ``--smoke``; 0: not cross-validated)."""
+    return min(run.folds, 2) if run.folds and smoke else (run.folds or 0)
 
 
 def run_recipe(
@@ -129,8 +145,7 @@ def run_recipe(
     device: str | None = None,
 ) -> dict[str, Any]:
     """Run every stage of ``recipe`` into ``out``; return ``{run name: results}`` (+ ``compare`` path)."""
-    from robustlab.experiment import train_experiment
-    from robustlab.pipeline import compare_runs, evaluate_run, explain_run_dir, report_run
+    from robustlab.pipeline import compare_runs
 
     out = Path(out)
     configs = run_configs(recipe, smoke=smoke)
@@ -152,14 +167,10 @@ def run_recipe(
             summary[r.name] = RunDir(run_path).results()
             continue
         log.info("recipe %s: run %s", recipe.name, r.name)
-        run_resume = resume and run_path.exists() and any(run_path.iterdir())
-        train_experiment(cfg, run_path, resume=run_resume, overwrite=overwrite and not run_resume, smoke=smoke)
-        if r.evaluate:
-            evaluate_run(run_path, device=cfg.device)
-        if r.explain:
-            explain_run_dir(run_path, other=out / r.explain_with if r.explain_with else None, device=cfg.device)
-        report_run(run_path)
-        atomic_write_text(run_path / DONE_MARK, "every stage of this run finished\n")
+        if r.folds:
+            summary[r.name] = _cross_validate(r, cfg, run_path, smoke, resume, overwrite)
+            continue
+        _run_stages(r, cfg, run_path, out, smoke, resume, overwrite)
         summary[r.name] = RunDir(run_path).results()
     if recipe.compare:
         dirs: list[str | Path] = [out / n for n in recipe.compare.runs]
@@ -167,6 +178,47 @@ def run_recipe(
         summary["compare"] = str(compare_runs(dirs, out / "compare.html", title=title))
         summary["compare_markdown"] = str(compare_runs(dirs, out / "compare.md", title=title))
     return summary
+
+
+def _run_stages(r: RecipeRun, cfg: ExperimentConfig, run_path: Path, out: Path, smoke: bool, resume: bool,
+                overwrite: bool, explain: bool = True) -> None:
+    """Train, evaluate, explain (unless ``explain`` is False) and report one run folder, then mark it done."""
+    from robustlab.experiment import train_experiment
+    from robustlab.pipeline import evaluate_run, explain_run_dir, report_run
+
+    run_resume = resume and run_path.exists() and any(run_path.iterdir())
+    train_experiment(cfg, run_path, resume=run_resume, overwrite=overwrite and not run_resume, smoke=smoke)
+    if r.evaluate:
+        evaluate_run(run_path, device=cfg.device)
+    if r.explain and explain:
+        explain_run_dir(run_path, other=out / r.explain_with if r.explain_with else None, device=cfg.device)
+    report_run(run_path)
+    atomic_write_text(run_path / DONE_MARK, "every stage of this run finished\n")
+
+
+def _cross_validate(r: RecipeRun, cfg: ExperimentConfig, parent: Path, smoke: bool, resume: bool,
+                    overwrite: bool) -> dict[str, Any]:
+    """Every fold of a cross-validated run (finished folds skipped on resume; the figures of the
+    explain stage drawn for the first fold only), then the parent's aggregate, pooled views and report."""
+    from robustlab.config import lab_of
+    from robustlab.pipeline import report_run
+
+    folds = run_folds(r, smoke)
+    if parent.exists() and any(parent.iterdir()) and not (resume or overwrite):
+        raise RobustlabError(f"output folder {parent} already exists; pass --resume or --overwrite")
+    parent.mkdir(parents=True, exist_ok=True)
+    for i, fold_cfg in enumerate(fold_configs(cfg, folds)):
+        path = fold_dir(parent, i)
+        if resume and (path / DONE_MARK).exists():
+            log.info("recipe run %s: fold %d already complete, skipping", r.name, i)
+            continue
+        log.info("recipe run %s: fold %d of %d", r.name, i + 1, folds)
+        _run_stages(r, fold_cfg, path, parent, smoke, resume, overwrite, explain=i == 0)
+    pooled = lab_of(cfg).pooled_folds([fold_dir(parent, i) for i in range(folds)])
+    doc = write_parent(parent, cfg, folds, pooled, smoke)
+    report_run(parent)
+    atomic_write_text(parent / DONE_MARK, "every fold and the aggregate finished\n")
+    return doc
 
 
 def demo_recipe(dataset: str = "fashion-mnist") -> Recipe:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from robustlab.core.errors import RobustlabError
 
@@ -16,11 +16,15 @@ class DataBundle:
     """The streams of one experiment by name: ``train`` and ``test`` always, ``val`` when the lab
     holds data out, and any extras a lab needs (e.g. a DreamBooth ``prior`` set). ``info`` describes
     the data (a :class:`~robustlab.data.spec.DataInfo`); ``collate`` turns a list of examples into a
-    batch (``None``: the image-pair default); ``extras`` carries lab-specific objects (a vocabulary)."""
+    batch (``None``: the image-pair default); ``train_batches(batch_size, seed, world, rank)`` builds the
+    training split's batch sampler when the lab batches by itself (e.g. by sequence length; it must
+    have ``set_epoch`` so the order is a function of ``(seed, epoch)``; ``None``: shuffled batches of a
+    DistributedSampler); ``extras`` carries lab-specific objects (a vocabulary)."""
 
     info: Any
     streams: dict[str, Dataset]
     collate: Callable[[list[Any]], Any] | None = None
+    train_batches: Callable[[int, int, int, int], Sampler[list[int]]] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Dataset:

@@ -39,12 +39,14 @@ def make_loader(
     num_workers: int = 0,
     pin_memory: bool = False,
     collate: Callable[[list[Any]], Any] | None = None,
+    batch_sampler: Sampler[list[int]] | None = None,
 ) -> DataLoader:
     """A DataLoader of ``collate``-made batches; by default ``(x: float32 B×C×H×W in [0, 1], y: int64 B)``.
 
     With ``shuffle`` the order comes from a generator seeded with ``seed``: two loaders built with
     the same seed iterate in the same order (each further epoch of one loader reshuffles, also
-    reproducibly). ``sampler`` (e.g. a DistributedSampler) replaces shuffling. In-memory datasets
+    reproducibly). ``sampler`` (e.g. a DistributedSampler) replaces shuffling; ``batch_sampler`` (lists
+    of indices) replaces batch size, shuffling and sampler alike. In-memory datasets
     serve each batch through ``__getitems__`` with a single tensor index.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -54,6 +56,10 @@ def make_loader(
     if sampler is not None and shuffle:
         raise RobustlabError("pass either shuffle or a sampler, not both (the sampler decides the order)")
     generator = torch.Generator().manual_seed(seed)
+    if batch_sampler is not None:
+        return DataLoader(ds, batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate or collate_pairs,
+                          pin_memory=pin_memory, worker_init_fn=_seed_worker if num_workers > 0 else None,
+                          persistent_workers=num_workers > 0)
     return DataLoader(
         ds,
         batch_size=batch_size,

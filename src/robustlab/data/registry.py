@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from robustlab.core.errors import RobustlabError
+from robustlab.core.errors import RobustlabError, choice_error
 from robustlab.core.progress import log
 from robustlab.core.registry import Registry
 from robustlab.data.base import ImageDataset, Transform
@@ -42,8 +42,16 @@ def list_datasets() -> list[DataInfo]:
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """Static info of ``name``; RobustlabError (``unknown dataset 'x'; choose one of: ...``) if unknown."""
-    return get_spec(name).info
+    """Static info of the image dataset ``name``; RobustlabError (``unknown dataset 'x'; choose one of:
+    ...`` listing the image datasets) if unknown or of another kind (token sequences, pairs)."""
+    images = [n for n, spec in DATASETS.items() if spec.info.kind == DatasetInfo.kind]
+    try:
+        spec = DATASETS.get(name)
+    except RobustlabError:
+        spec = None
+    if spec is None or spec.info.kind != DatasetInfo.kind:
+        raise choice_error("dataset", name, images)
+    return spec.info
 
 
 def default_data_root() -> Path:

@@ -156,6 +156,11 @@ class Lab(ABC):
             return atomic_write_text(out, overview_markdown(run_dirs, summaries, title))
         return overview_report(run_dirs, summaries, out, title)
 
+    def pooled_folds(self, fold_dirs: list[Path]) -> dict[str, Any]:
+        """What the lab computes from the finished folds of a cross-validation together (e.g. tables
+        over the pooled out-of-fold predictions), stored beside the per-fold aggregate; none by default."""
+        return {}
+
     # -- shared helpers -----------------------------------------------------------------------------
     def load_model(self, ctx: RunContext) -> nn.Module:
         """The trained model of ``ctx.run`` (``ctx.checkpoint``, else ``last``) in eval mode on
