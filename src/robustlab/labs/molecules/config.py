@@ -50,9 +50,9 @@ class MoleculeDataConfig(DataConfig):
 
 
 class MoleculeModelConfig(Strict):
-    """``onehot_mlp`` (one-hot of the first ``max_tokens`` tokens + FC), ``lstm`` or ``bilstm``
-    (embedding ``embed``, ``hidden`` units, ``pooling`` of the last valid step or the masked mean,
-    FC of ``fc``); LSTM and BiLSTM share every hyper-parameter."""
+    """``onehot_mlp`` (one-hot of the first ``max_tokens`` tokens → 2·``hidden`` → ``hidden`` → 1),
+    ``lstm`` or ``bilstm`` (embedding ``embed``, ``hidden`` units, ``pooling`` of the last valid step or
+    the masked mean, FC of ``fc``); LSTM and BiLSTM share every hyper-parameter."""
 
     name: Literal["onehot_mlp", "lstm", "bilstm"] = "bilstm"
     embed: int = Field(32, ge=2)

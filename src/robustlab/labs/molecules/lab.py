@@ -20,7 +20,7 @@ from robustlab.labs.molecules.audit import PREDICTIONS, audit
 from robustlab.labs.molecules.config import MoleculesConfig
 from robustlab.labs.molecules.measures import decile_rows, invariance
 from robustlab.labs.molecules.models import OneHotMLP, SmilesLSTM
-from robustlab.labs.molecules.prepare import MoleculeData, build_bundle, load_table, register_datasets
+from robustlab.labs.molecules.prepare import MoleculeData, build_bundle, load_table, molecule_data, register_datasets
 from robustlab.labs.molecules.report import cv_sections, run_sections
 from robustlab.labs.molecules.task import BinarySequenceTask
 from robustlab.labs.molecules.tokens import tokenize
@@ -89,13 +89,13 @@ class MoleculeLab(Lab):
         if not D.is_main():
             return {}
         model = self.load_model(ctx)
-        data = self.build_data(ctx.cfg, ctx.smoke).extras["molecules"]
+        data = molecule_data(ctx.cfg, ctx.smoke)  # the fold and vocabulary only: no training tensors
         return audit(ctx.run, model, ctx.cfg, data, ctx.device, ctx.smoke)
 
     def explain(self, ctx: RunContext) -> dict[str, str]:
         from robustlab.labs.molecules.attribution import atom_weights, draw_attributions, integrated_gradients
 
-        data: MoleculeData = self.build_data(ctx.cfg, ctx.smoke).extras["molecules"]
+        data = molecule_data(ctx.cfg, ctx.smoke)
         out: dict[str, str] = {}
         lengths = np.asarray([len(s) for s in data.table.smiles])
         figures.length_histogram(lengths, data.table.labels, ctx.run.figures / "lengths.png")
