@@ -39,3 +39,9 @@ def test_unknown_molecule_option_names_the_key(capsys, tmp_path):
     code, err = _run(["train", "--task", "molecules", "--set", "data.split=murcko", "--out", str(tmp_path / "r")],
                      capsys)
     assert code == 2 and "data.split" in err and "random" in err
+
+
+def test_image_only_data_options_are_refused_not_ignored(capsys, tmp_path):
+    code, err = _run(["train", "--task", "molecules", "--set", "data.train_subset=100", "--out", str(tmp_path / "r")],
+                     capsys)
+    assert code == 2 and "data.train_subset is not used by the molecule lab" in err

@@ -83,7 +83,7 @@ def audit(
         "test_unknown_tokens": int(unknown), **_scored(y, p, pv, a.bins),
         "calibration": reliability(y, p, a.bins),
     }
-    probs = {"model": p, "model_randomised": pv.mean(1)}
+    probs = {"model": p, "model_tta": pv.mean(1)}
     preds: dict[str, Any] = {"index": data.split["test"].tolist(), "label": y.tolist(), "length": lengths.tolist(),
                              "model": p.tolist(), "model_variants": pv.tolist()}
     rf = None
