@@ -17,8 +17,8 @@ from torch.utils.data import Dataset, Sampler
 
 class SequenceSet(Dataset):
     """``ids (V, N, L)`` int64 right-padded with 0, ``lengths (V, N)``, ``labels (N,)`` in {0, 1}.
-    Items are ``(ids, length, label)``; a batch is ``(ids (B, l) with l = its longest length, lengths
-    (B,), labels (B,) float32)``."""
+    Indexing serves whole batches: ``__getitems__(indices)`` (and ``__getitem__(i)``, a batch of one)
+    return ``(ids (B, l) with l = the batch's longest length, lengths (B,), labels (B,) float32)``."""
 
     def __init__(self, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> None:
         if ids.dim() == 2:
