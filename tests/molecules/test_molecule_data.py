@@ -74,6 +74,15 @@ def test_randomised_smiles_are_the_same_molecule_and_seeded(bbbp):
     assert np.array_equal(fp, np.repeat(chem.morgan(canon), 4, axis=0))  # fingerprints see one molecule
 
 
+def test_randomised_smiles_do_not_depend_on_earlier_calls(bbbp):
+    """Seed 0 and the first molecule (RDKit reads randomSeed 0 as unseeded) included: the strings of a
+    call are the same whatever ran before it in the process."""
+    mols = chem.parse(bbbp.smiles[:3])
+    first = chem.randomised(mols, 8, seed=0)
+    chem.randomised(chem.parse(bbbp.smiles[3:40]), 8, seed=5)  # consumes whatever stream RDKit keeps
+    assert chem.randomised(mols, 8, seed=0) == first
+
+
 @pytest.mark.parametrize("kind", ["scaffold", "structure"])
 def test_grouped_folds_keep_every_group_on_one_side(bbbp, kind):
     groups = split_groups(bbbp.smiles, kind)

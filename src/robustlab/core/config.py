@@ -38,6 +38,14 @@ class DataConfig(Strict):
     eval_batch_size: int = Field(512, ge=1)
     num_workers: int = Field(0, ge=0)
 
+    def image_option_in_use(self) -> str | None:
+        """The first of the image-dataset options (``root``, ``train_subset``, ``test_subset``,
+        ``download``) that is set, for labs whose data has no use for them; None when none is."""
+        for key in ("root", "train_subset", "test_subset"):
+            if getattr(self, key) is not None:
+                return key
+        return "download" if self.download else None
+
 
 class EMAConfig(Strict):
     """An exponential moving average of the trainable weights, updated after every optimizer step."""

@@ -7,14 +7,32 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
+_SOLO = False  # inside solo(): this process works alone although a process group exists
+
 
 def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
+    """Whether this process shares its work with other ranks (False inside :func:`solo`)."""
+    return not _SOLO and dist.is_available() and dist.is_initialized()
+
+
+@contextmanager
+def solo() -> Iterator[None]:
+    """Inside, this process acts as a one-process job (world 1, rank 0, every collective a no-op)
+    although torchrun started it among others: how ranks that were dealt whole runs (the folds of a
+    cross-validation) train them independently."""
+    global _SOLO
+    before, _SOLO = _SOLO, True
+    try:
+        yield
+    finally:
+        _SOLO = before
 
 
 def rank() -> int:
@@ -34,13 +52,22 @@ def init_from_env(device_type: str = "cpu") -> bool:
 
     gloo on CPU, nccl on CUDA. Sets the CUDA device to ``LOCAL_RANK``.
     """
-    if is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if (dist.is_available() and dist.is_initialized()) or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return is_distributed()
     backend = "nccl" if device_type == "cuda" else "gloo"
     if device_type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend=backend)
     return True
+
+
+def init_job_sharing() -> bool:
+    """Join torchrun's process group for ranks that share out whole jobs rather than batches (only small
+    CPU messages pass between them, so gloo); on a CUDA machine each rank takes GPU ``LOCAL_RANK``.
+    Returns whether a process group exists."""
+    if torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+    return init_from_env("cpu")
 
 
 def local_device(device: torch.device) -> torch.device:
@@ -101,19 +128,20 @@ def gather_rows(t: torch.Tensor) -> torch.Tensor:
     return torch.cat([p[:c] for p, c in zip(parts, counts, strict=True)])
 
 
-def broadcast_json(obj: Any) -> Any:
-    """Rank 0's ``obj`` (JSON-serialisable; NaN/inf allowed) on every rank, sent as UTF-8 bytes —
-    no pickling. Returns ``obj`` itself in a single process."""
+def broadcast_json(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s ``obj`` (JSON-serialisable; NaN/inf allowed) on every rank, sent as UTF-8
+    bytes — no pickling. Returns ``obj`` itself in a single process."""
     if not is_distributed():
         return obj
-    payload = json.dumps(obj).encode() if is_main() else b""
+    mine = rank() == src
+    payload = json.dumps(obj).encode() if mine else b""
     size = torch.tensor([len(payload)], dtype=torch.int64)
-    dist.broadcast(size, src=0)
+    dist.broadcast(size, src=src)
     buf = torch.zeros(int(size.item()), dtype=torch.uint8)
-    if is_main():
+    if mine:
         buf.copy_(torch.frombuffer(bytearray(payload), dtype=torch.uint8))
-    dist.broadcast(buf, src=0)
-    return json.loads(bytes(buf.tolist()).decode()) if not is_main() else obj
+    dist.broadcast(buf, src=src)
+    return obj if mine else json.loads(bytes(buf.tolist()).decode())
 
 
 def barrier() -> None:

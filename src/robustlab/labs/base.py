@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from robustlab.core.checkpoint import load_checkpoint, load_model_state
+from robustlab.core.checkpoint import load_checkpoint, load_model_state, read_state_dict
 from robustlab.core.config import ExperimentConfig
 from robustlab.core.errors import RobustlabError
 from robustlab.core.registry import Registry
@@ -105,6 +105,12 @@ class Lab(ABC):
     @abstractmethod
     def metrics(self, cfg: Any, meta: dict[str, Any]) -> list[Metric]:
         """Split-level metrics computed on every validation and test pass (may be empty)."""
+
+    def load_initial_weights(self, model: nn.Module, path: str) -> None:
+        """Start ``model`` from the weights in ``path`` (``train.init_from``: a robustlab checkpoint,
+        safetensors or a plain state dict); by default every tensor must fit exactly (one-line error
+        naming the first that does not)."""
+        load_model_state(model, read_state_dict(path), path)
 
     def build_strategy(self, cfg: Any) -> StepStrategy:
         """How a batch becomes optimizer steps; the plain step by default."""

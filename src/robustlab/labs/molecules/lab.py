@@ -152,7 +152,11 @@ class MoleculeLab(Lab):
             path = d / "config.yaml"
             cfg = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
             docs.append((d.name, read_json(d / "results.json") if (d / "results.json").is_file() else {}, cfg or {}))
-        return atomic_write_text(out, comparison_markdown(docs, title))
+        figure = _pooled_decile_figure(docs, out.with_name(f"{out.stem}-deciles.png"))
+        text = comparison_markdown(docs, title)
+        if figure is not None:
+            text += f"\n![accuracy minus majority-class accuracy per length decile]({figure.name})\n"
+        return atomic_write_text(out, text)
 
     def summary(self, results: dict[str, Any]) -> str:
         cv = results.get("cross_validation")
@@ -178,6 +182,28 @@ class MoleculeLab(Lab):
         if isinstance(results.get("test_roc_auc"), float):
             return f"test ROC-AUC {results['test_roc_auc']:.3f} (not audited yet)"
         return "not evaluated"
+
+
+def _pooled_decile_figure(docs: list[tuple[str, dict[str, Any], dict[str, Any]]], path: Path) -> Path | None:
+    """One line per cross-validated run (its pooled out-of-fold deciles), plus the RF and length-only
+    baselines of the first run that has them, when all runs share the same bins; None otherwise."""
+    runs = [(name, ((res.get("cross_validation") or {}).get("pooled") or {}).get("deciles") or [])
+            for name, res, _ in docs]
+    runs = [(name, rows) for name, rows in runs if rows]
+    if not runs or len({tuple(r["n"] for r in rows) for _, rows in runs}) != 1:
+        return None
+    merged = [{"bin": r["bin"], "positive_rate": r["positive_rate"]} for r in runs[0][1]]
+    names = []
+    for name, rows in runs:
+        for m, r in zip(merged, rows, strict=True):
+            m[f"{name}_gain"] = r["model_gain"]
+        names.append(name)
+    with_baselines = next((rows for _, rows in runs if "rf_morgan_gain" in rows[0]), None)
+    if with_baselines:
+        for m, r in zip(merged, with_baselines, strict=True):
+            m["RF-Morgan_gain"], m["length-only_gain"] = r["rf_morgan_gain"], r["length_lr_gain"]
+        names += ["RF-Morgan", "length-only"]
+    return figures.decile_gains(merged, names, path)
 
 
 LAB = MoleculeLab()

