@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import os
+import copy
+import html
+import json
+import math
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import pytest
+import sacrebleu
 
-import copy  # noqa: E402
-import html  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-
-import pytest  # noqa: E402
-import sacrebleu  # noqa: E402
-
-from robustlab.core.errors import RobustlabError  # noqa: E402
-from robustlab.labs.lm.audit import (  # noqa: E402
+from robustlab.core.errors import RobustlabError
+from robustlab.labs.lm.audit import (
     PERPLEXITY_NOTE,
     LMAuditConfig,
     audit,
@@ -24,14 +19,14 @@ from robustlab.labs.lm.audit import (  # noqa: E402
     rhyme_score,
     summary_line,
 )
-from robustlab.labs.lm.examples import target_ids  # noqa: E402
-from robustlab.labs.lm.generation import DecodeSettings  # noqa: E402
-from robustlab.labs.lm.ngram import UnigramLM  # noqa: E402
-from robustlab.labs.lm.normalize import PerturbationKind, normalize  # noqa: E402
-from robustlab.labs.lm.pairs import beyt_text  # noqa: E402
-from robustlab.labs.lm.poetry import poem_radif  # noqa: E402
-from robustlab.labs.lm.report import run_sections  # noqa: E402
-from robustlab.report import build_report  # noqa: E402
+from robustlab.labs.lm.examples import target_ids
+from robustlab.labs.lm.generation import DecodeSettings
+from robustlab.labs.lm.ngram import UnigramLM
+from robustlab.labs.lm.normalize import PerturbationKind, normalize
+from robustlab.labs.lm.pairs import beyt_text
+from robustlab.labs.lm.poetry import poem_radif
+from robustlab.labs.lm.report import run_sections
+from robustlab.report import build_report
 
 MAX_LENGTH = 128
 GENERATE = 10

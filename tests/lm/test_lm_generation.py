@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
+import pytest
+import torch
+from pydantic import ValidationError
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from pydantic import ValidationError  # noqa: E402
-
-from robustlab.core.errors import RobustlabError  # noqa: E402
-from robustlab.labs.lm.examples import collate_prompts, collate_training, encode_pairs, prompt_ids  # noqa: E402
-from robustlab.labs.lm.generation import (  # noqa: E402
+from robustlab.core.errors import RobustlabError
+from robustlab.labs.lm.examples import collate_prompts, collate_training, encode_pairs, prompt_ids
+from robustlab.labs.lm.generation import (
     DecodeSettings,
     continuation_text,
     generate,
@@ -21,9 +16,9 @@ from robustlab.labs.lm.generation import (  # noqa: E402
     rerank,
     sample_candidates,
 )
-from robustlab.labs.lm.models import tiny_gpt2  # noqa: E402
-from robustlab.labs.lm.perplexity import target_nll  # noqa: E402
-from robustlab.labs.lm.tokenizer import train_bpe  # noqa: E402
+from robustlab.labs.lm.models import tiny_gpt2
+from robustlab.labs.lm.perplexity import target_nll
+from robustlab.labs.lm.tokenizer import train_bpe
 
 BEYTS = [
     "الا یا ایها الساقی ادر کأسا و ناولها", "که عشق آسان نمود اول ولی افتاد مشکل‌ها",

@@ -8,32 +8,29 @@ import math
 import os
 import types
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import pytest
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from torch.utils.data import DataLoader
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-from transformers import AutoTokenizer, PreTrainedTokenizerFast  # noqa: E402
-
-from robustlab.core.errors import RobustlabError  # noqa: E402
-from robustlab.labs.lm.examples import IGNORE, collate_prompts, collate_training, encode_pairs  # noqa: E402
-from robustlab.labs.lm.models import (  # noqa: E402
+from robustlab.core.errors import RobustlabError
+from robustlab.labs.lm.examples import IGNORE, collate_prompts, collate_training, encode_pairs
+from robustlab.labs.lm.models import (
     fit_to_tokenizer,
     load_local_model,
     snapshot_state,
     tiny_gpt2,
 )
-from robustlab.labs.lm.perplexity import (  # noqa: E402
+from robustlab.labs.lm.perplexity import (
     CorpusNLL,
     corpus_nll,
     shifted_nll,
     shuffled_prompts,
     target_nll,
 )
-from robustlab.labs.lm.tokenizer import SPECIAL_TOKENS, ensure_special_tokens, train_bpe  # noqa: E402
+from robustlab.labs.lm.tokenizer import SPECIAL_TOKENS, ensure_special_tokens, train_bpe
 
 ZWNJ = "\u200c"
 BEYTS = [

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import os
+import pytest
+import torch
+import torch.nn.functional as F
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from robustlab.core.errors import RobustlabError  # noqa: E402
-from robustlab.labs.lm.corpus import Beyt, RhymeForm  # noqa: E402
-from robustlab.labs.lm.examples import prompt_ids, target_ids  # noqa: E402
-from robustlab.labs.lm.generation import DecodeSettings  # noqa: E402
-from robustlab.labs.lm.normalize import normalize  # noqa: E402
-from robustlab.labs.lm.pairs import beyt_text  # noqa: E402
-from robustlab.labs.lm.poetry import hemistichs, poem_radif, rhyme_key, rhymes  # noqa: E402
-from robustlab.labs.lm.rhyme_decoding import RhymeLexicon, rhyme_first, rhyme_word  # noqa: E402
+from robustlab.core.errors import RobustlabError
+from robustlab.labs.lm.corpus import Beyt, RhymeForm
+from robustlab.labs.lm.examples import prompt_ids, target_ids
+from robustlab.labs.lm.generation import DecodeSettings
+from robustlab.labs.lm.normalize import normalize
+from robustlab.labs.lm.pairs import beyt_text
+from robustlab.labs.lm.poetry import hemistichs, poem_radif, rhyme_key, rhymes
+from robustlab.labs.lm.rhyme_decoding import RhymeLexicon, rhyme_first, rhyme_word
 
 SETTINGS = DecodeSettings(do_sample=True, temperature=1.0, top_p=1.0, max_new_tokens=40, seed=3)
 K = 8
