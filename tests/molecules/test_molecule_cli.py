@@ -5,17 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from robustlab.cli import main
-
-
-def _run(args, capsys):
-    code = 0
-    try:
-        main(args)
-    except SystemExit as e:
-        code = e.code or 0
-    return code, capsys.readouterr().err
-
 
 @pytest.mark.parametrize("rows, header, extra, message", [
     (["CCO,1", "CCN,0"], "smi,y", [], "has no SMILES column 'smiles' (columns: smi, y)"),
@@ -24,24 +13,22 @@ def _run(args, capsys):
     (["CCO,1", "CCCCCCCCCCCC,0"], "smiles,label", ["--set", "data.max_length=8"],
      "line 3: SMILES of 12 tokens is longer than data.max_length 8"),
 ])
-def test_bad_molecule_files_are_one_line_exit_2(tmp_path, capsys, rows, header, extra, message):
+def test_bad_molecule_files_are_one_line_exit_2(tmp_path, cli, rows, header, extra, message):
     path = tmp_path / "mols.csv"
     path.write_text(header + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
     out = tmp_path / "run"
-    code, err = _run(["train", "--task", "molecules", "--set", "data.dataset=csv", "--set", f"data.path={path}",
-                      *extra, "--out", str(out)], capsys)
+    code, err = cli(["train", "--task", "molecules", "--set", "data.dataset=csv", "--set", f"data.path={path}",
+                      *extra, "--out", str(out)])
     assert code == 2 and message in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not out.exists()
 
 
-def test_unknown_molecule_option_names_the_key(capsys, tmp_path):
-    code, err = _run(["train", "--task", "molecules", "--set", "data.split=murcko", "--out", str(tmp_path / "r")],
-                     capsys)
+def test_unknown_molecule_option_names_the_key(cli, tmp_path):
+    code, err = cli(["train", "--task", "molecules", "--set", "data.split=murcko", "--out", str(tmp_path / "r")])
     assert code == 2 and "data.split" in err and "random" in err
 
 
-def test_image_only_data_options_are_refused_not_ignored(capsys, tmp_path):
-    code, err = _run(["train", "--task", "molecules", "--set", "data.train_subset=100", "--out", str(tmp_path / "r")],
-                     capsys)
+def test_image_only_data_options_are_refused_not_ignored(cli, tmp_path):
+    code, err = cli(["train", "--task", "molecules", "--set", "data.train_subset=100", "--out", str(tmp_path / "r")])
     assert code == 2 and "data.train_subset is not used by the molecule lab" in err

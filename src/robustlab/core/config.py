@@ -10,6 +10,7 @@ shared part carries no lab's defaults — the monitored metric, for one, comes f
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -190,3 +191,18 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
         else:
             out[k] = copy.deepcopy(v)
     return out
+
+
+def unset_variable(value: str | None) -> str | None:
+    """The name of the environment variable a recipe's ``${VAR}`` left unexpanded in ``value`` (None
+    when there is none)."""
+    match = re.search(r"\$\{(\w+)\}", value or "")
+    return match.group(1) if match else None
+
+
+def require_set(value: str | None, what: str) -> None:
+    """One line when ``value`` still holds an unset ``${VAR}``: what to export."""
+    name = unset_variable(value)
+    if name:
+        raise RobustlabError(f"{what} is {value!r} but the environment variable {name} is not set; "
+                             f"export {name}=/path/to/it")

@@ -13,6 +13,7 @@ from torch import nn
 
 from robustlab.core import distributed as D
 from robustlab.core.checkpoint import load_checkpoint
+from robustlab.core.config import unset_variable
 from robustlab.core.errors import RobustlabError
 from robustlab.data.bundle import DataBundle
 from robustlab.labs.base import Lab, RunContext
@@ -28,7 +29,6 @@ from robustlab.labs.lm.prepare import (
     load_corpus,
     tokenizer_from_meta,
     tokenizer_meta,
-    unset_variable,
 )
 from robustlab.labs.lm.task import CausalLMTask
 from robustlab.report.section import Section

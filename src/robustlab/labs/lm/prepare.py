@@ -4,7 +4,6 @@ exactly the pairs training saw (the tokenizer itself travels in the checkpoint).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -16,6 +15,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from robustlab.core.config import require_set
 from robustlab.core.errors import RobustlabError
 from robustlab.data.bundle import DataBundle
 from robustlab.data.spec import TokenSequenceInfo
@@ -73,21 +73,6 @@ def procedural_corpus(poems: int, seed: int) -> Corpus:
         beyts += [Beyt(hemistich(), hemistich(rhyme)) for _ in range(int(rng.integers(3, 6)))]
         out.append(Poem(str(k + 1), f"poem {k + 1}", tuple(beyts)))
     return Corpus("procedural", "fabricated ghazal-shaped poems (smoke run)", tuple(out), RhymeForm.GHAZAL)
-
-
-def unset_variable(value: str | None) -> str | None:
-    """The name of the environment variable a recipe's ``${VAR}`` left unexpanded in ``value`` (None
-    when there is none)."""
-    match = re.search(r"\$\{(\w+)\}", value or "")
-    return match.group(1) if match else None
-
-
-def require_set(value: str | None, what: str) -> None:
-    """One line when ``value`` still holds an unset ``${VAR}``: what to export."""
-    name = unset_variable(value)
-    if name:
-        raise RobustlabError(f"{what} is {value!r} but the environment variable {name} is not set; "
-                             f"export {name}=/path/to/it")
 
 
 def load_corpus(cfg: LMConfig, smoke: bool = False) -> Corpus:

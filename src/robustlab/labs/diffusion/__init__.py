@@ -1,0 +1,1 @@
+"""Diffusion lab: text-conditional diffusion with classifier-free guidance, and DreamBooth."""

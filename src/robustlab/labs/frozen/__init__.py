@@ -1,0 +1,1 @@
+"""Frozen-features lab: frozen DINOv2-architecture tokens, one attention layer, panel area from attention."""
