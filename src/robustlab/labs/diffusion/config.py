@@ -33,7 +33,7 @@ class DiffusionDataConfig(DataConfig):
     prior_preservation: bool = True
     prior_weight: float = Field(1.0, ge=0.0)
     num_class_images: int = Field(100, ge=1)
-    class_image_scale: float = Field(3.0, ge=0.0, description="guidance scale of the generated class images")
+    class_image_scale: float = Field(1.5, ge=0.0, description="guidance scale of the generated class images")
     cache: str | None = Field(None, description="class-image cache folder (default <data root>/cache/diffusion)")
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int = Field(256, ge=1)
@@ -90,7 +90,7 @@ class DiffusionAuditConfig(Strict):
     per_prompt: int = Field(100, ge=2)
     steps: int = Field(25, ge=1)
     sample_seed: int = 1234
-    dreambooth_scale: float = Field(3.0, ge=0.0)
+    dreambooth_scale: float = Field(1.5, ge=0.0)
     judge_epochs: int = Field(20, ge=1)
 
 

@@ -13,10 +13,11 @@ from robustlab.viz.figure import PALETTE, new_figure, save_figure
 
 
 def _mosaic(images: torch.Tensor, columns: int) -> np.ndarray:
-    """``(N, 1, H, W)`` in [0, 1] → one ``(rows·H, columns·W)`` array (1-px gaps)."""
+    """``(N, 1, H, W)`` in [0, 1] → one ``(rows·H, columns·W)`` array (1-px gaps of 0, blank in
+    the reversed grey map)."""
     n, _, h, w = images.shape
     rows = -(-n // columns)
-    canvas = np.ones((rows * (h + 1), columns * (w + 1)), dtype=np.float32)
+    canvas = np.zeros((rows * (h + 1), columns * (w + 1)), dtype=np.float32)
     for i in range(n):
         r, c = divmod(i, columns)
         canvas[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = images[i, 0].numpy()
@@ -44,7 +45,7 @@ def guidance_curves(rows: list[dict[str, Any]], study: dict[str, Any], path: Pat
     for i, key in enumerate(("judge_accuracy", "precision", "recall", "diversity")):
         ax.plot(x, [r[key] for r in plain], marker="o", color=PALETTE[i], label=key.replace("_", " "))
     ax.set_xlabel("guidance scale s (1 = no guidance)")
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, max(1.05, *(r["diversity"] + 0.05 for r in plain)))
     twin = ax.twinx()
     twin.plot(x, [r["fd"] for r in plain], marker="s", color=PALETTE[4], label="FD (judge features)")
     if study.get("fd_floor") is not None:

@@ -5,6 +5,7 @@ judges trained on real data (no downloads)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +73,12 @@ class DiffusionLab(Lab):
             return {}
         from robustlab.labs.diffusion.audit import audit
 
-        return audit(ctx, self.load_model(ctx))
+        return audit(ctx, self.load_model(_final(ctx)))
 
     def explain(self, ctx: RunContext) -> dict[str, str]:
         from robustlab.labs.diffusion.audit import sample_grids
 
-        return sample_grids(ctx, self.load_model(ctx))
+        return sample_grids(ctx, self.load_model(_final(ctx)))
 
     def report_sections(self, run_dir: Path, config: dict[str, Any], results: dict[str, Any]) -> list[Section]:
         from robustlab.labs.diffusion.report import run_sections
@@ -102,6 +103,12 @@ class DiffusionLab(Lab):
         if isinstance(results.get("test_loss"), float):
             return f"test loss {results['test_loss']:.4f} (not audited yet)"
         return "not evaluated"
+
+
+def _final(ctx: RunContext) -> RunContext:
+    """A DreamBooth run is judged at its last step: it has no validation data, and a "best" chosen on
+    the training loss of a few instance images would be the most overfitted point."""
+    return replace(ctx, checkpoint="last") if ctx.cfg.data.stage == "dreambooth" else ctx
 
 
 LAB = DiffusionLab()
