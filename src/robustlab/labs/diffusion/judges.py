@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustlab.core.errors import RobustlabError
+from robustlab.core.modes import eval_mode
 
 FEATURE_DIM = 64  # width of the penultimate layer
 IMAGE_SHAPE = (1, 8, 8)
@@ -169,16 +170,12 @@ def embed(judge: JudgeCNN, x: torch.Tensor, batch_size: int = 1024) -> tuple[tor
     on the judge's device (the judge's train / eval mode is restored afterwards)."""
     _check_images(x, "x")
     device = next(judge.parameters()).device
-    was_training = judge.training
-    judge.eval()
     feats, logits = [], []
-    try:
+    with eval_mode(judge):
         for i in range(0, x.shape[0], batch_size):
             f = judge.features(x[i:i + batch_size].to(device).float())
             feats.append(f.cpu())
             logits.append(judge.head(f).cpu())
-    finally:
-        judge.train(was_training)
     if not feats:
         return torch.zeros(0, FEATURE_DIM), torch.zeros(0, judge.num_classes)
     return torch.cat(feats), torch.cat(logits)

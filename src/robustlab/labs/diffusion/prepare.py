@@ -17,10 +17,10 @@ from robustlab.core.errors import RobustlabError
 from robustlab.core.io import atomic_write_bytes
 from robustlab.data.batches import BatchTensors, whole_batch
 from robustlab.data.bundle import DataBundle
-from robustlab.data.digits import load_digits_split
 from robustlab.data.registry import default_data_root
 from robustlab.data.spec import DataInfo
 from robustlab.labs.diffusion.config import DiffusionConfig
+from robustlab.labs.diffusion.judges import digits_split
 from robustlab.labs.diffusion.model import TextConditionalDiffusion, build_diffusion, build_tokenizer
 from robustlab.training.callbacks import averaged_weights
 
@@ -54,17 +54,11 @@ def prompt_words(cfg: DiffusionConfig) -> list[str]:
     return list(dict.fromkeys(words))
 
 
-def digits(split: str) -> tuple[Tensor, Tensor]:
-    """The digits ``split`` (robustlab's fixed split): images ``(N, 1, 8, 8)`` in [0, 1], labels ``(N,)``."""
-    ds = load_digits_split(split)
-    return ds.data.float(), ds.targets.long()
-
-
 def instance_images(cfg: DiffusionConfig) -> Tensor:
     """The subject ``(n, 1, 8, 8)`` in [0, 1]: the first ``instance_images`` 3s of the digits test split,
     mirrored left–right (never seen by the base model), or the user's folder."""
     if cfg.data.instance == "mirrored-3":
-        x, y = digits("test")
+        x, y = digits_split("test")
         return x[y == 3][: cfg.data.instance_images].flip(-1)
     from robustlab.data.file_dataset import read_image
 
@@ -148,8 +142,8 @@ def build_bundle(cfg: DiffusionConfig, smoke: bool = False) -> DataBundle:
 
     extras: dict[str, Any] = {}
     if cfg.data.stage == "base":
-        x, y = digits("train")
-        xt, yt = digits("test")
+        x, y = digits_split("train")
+        xt, yt = digits_split("test")
         if smoke:
             x, y, xt, yt = x[:96], y[:96], xt[:32], yt[:32]
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed + 5))
