@@ -83,7 +83,7 @@ def load_run_model(cfg: DiffusionConfig, path: str) -> TextConditionalDiffusion:
     return model.eval()
 
 
-def class_images(cfg: DiffusionConfig, smoke: bool) -> Tensor:
+def class_images(cfg: DiffusionConfig) -> Tensor:
     """``num_class_images`` images ``(M, 1, 8, 8)`` in [0, 1] that the starting model (``train.init_from``)
     generates from ``class_prompt`` at ``class_image_scale`` — DreamBooth's prior-preservation set —
     read from the cache when the same checkpoint and settings made them before."""
@@ -159,7 +159,7 @@ def build_bundle(cfg: DiffusionConfig, smoke: bool = False) -> DataBundle:
                                tuple(streams))
     else:
         inst = instance_images(cfg)
-        prior = class_images(cfg, smoke) if cfg.data.prior_preservation else None
+        prior = class_images(cfg) if cfg.data.prior_preservation else None
         pairs = DreamBoothPairs(inst, ids([cfg.data.instance_prompt]), prior, ids([cfg.data.class_prompt]))
         streams = {"train": pairs, "test": pairs}
         extras["instance"] = inst

@@ -66,7 +66,7 @@ def run_sections(run_dir: Path, results: dict[str, Any]) -> list[Section]:
                  "predicting the calibration mean; total_relative_error: |Σ estimate − Σ true| / Σ true (the "
                  f"DeepSolar-style aggregate). Headline estimator (declared in advance): {area.get('headline')}.",
             figures=[("area", figures["area"])] if "area" in figures else []))
-    attack = m.get("area_under_attack") or results.get("frozen", {}).get("area_under_attack")
+    attack = m.get("area_under_attack")
     if results.get("robust") or attack:
         note = "Attacks run through the frozen backbone and the head (L∞, pixel units)."
         if attack:
