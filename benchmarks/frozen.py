@@ -6,13 +6,13 @@ timm ``vit_small_patch14_reg4_dinov2`` at the offline recipe's width (embed 96, 
 random-init, frozen; head: the lab's ``AttentionHead`` (width 96, 4 heads, dropout 0.1), AdamW 1e-3,
 batch 64, cross-entropy, both contenders from the same initial weights and the same batch order.
 
-(1) Head epochs. (a) robustlab: the tokens are extracted once (``extract_tokens``: inference mode,
+(1) Head epochs. (a) robustlab: the tokens are extracted once (``extract_features``: inference mode,
     channels-last, batches of 128, stored fp16) and every epoch trains the head on them; (b) the plain
     loop: every batch runs the frozen backbone (under ``no_grad``) on the pixels, then the head. (b)
     rounds the backbone's output to fp16 too, so both train on bit-identical inputs: the final head
     weights must be identical (checked). Reported: seconds of epoch 1 (for (a) including the
     extraction) and the median of epochs 2.. ; target: (a) at least 5x faster from the second epoch.
-(2) Extraction: images/s of ``extract_tokens`` vs a naive loop (one image per forward, autograd on,
+(2) Extraction: images/s of ``extract_features`` vs a naive loop (one image per forward, autograd on,
     contiguous NCHW); tokens compared (max abs difference).
 
 Timing: wall seconds with ``torch.set_num_threads(--threads)`` (2 by default), after a warm-up.
@@ -40,8 +40,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mdtable import machine, table, update_section  # noqa: E402
+from robustlab.data.frozen_features import extract_features  # noqa: E402
 from robustlab.labs.frozen.backbones import Backbone, seeded_vit  # noqa: E402
-from robustlab.labs.frozen.features import extract_tokens  # noqa: E402
 from robustlab.labs.frozen.head import AttentionHead  # noqa: E402
 from robustlab.labs.frozen.tiles import generate_tiles  # noqa: E402
 
@@ -78,7 +78,7 @@ def head_epochs(backbone: Backbone, head0: AttentionHead, images: torch.Tensor, 
                 epochs: int) -> tuple[list[list[object]], bool]:
     orders = _orders(len(images), epochs)
     t0 = time.perf_counter()
-    tokens = extract_tokens(backbone, images, 128)
+    tokens = extract_features(backbone, images, 128)
     extraction = time.perf_counter() - t0
     cached_times, cached = _train(copy.deepcopy(head0), lambda idx: tokens[idx].float(), labels, orders)
     cached_times[0] += extraction
@@ -98,16 +98,16 @@ def head_epochs(backbone: Backbone, head0: AttentionHead, images: torch.Tensor, 
 
 
 def extraction(backbone: Backbone, images: torch.Tensor, naive_n: int) -> tuple[list[list[object]], float]:
-    extract_tokens(backbone, images[:128], 128)  # warm-up
+    extract_features(backbone, images[:128], 128)  # warm-up
     t0 = time.perf_counter()
-    fast = extract_tokens(backbone, images, 128)
+    fast = extract_features(backbone, images, 128)
     t_fast = time.perf_counter() - t0
     backbone.eval()
     t0 = time.perf_counter()
     naive = torch.cat([backbone(images[i : i + 1].float() / 255).detach() for i in range(naive_n)])
     t_naive = time.perf_counter() - t0
     diff = float((fast[:naive_n].float() - naive).abs().max())
-    rows = [["(a) extract_tokens: inference mode, channels-last, batch 128", len(images) / t_fast, 1.0],
+    rows = [["(a) extract_features: inference mode, channels-last, batch 128", len(images) / t_fast, 1.0],
             ["(b) naive loop: one image per forward, autograd on", naive_n / t_naive,
              (len(images) / t_fast) / (naive_n / t_naive)]]
     return rows, diff

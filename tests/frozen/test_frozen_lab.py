@@ -13,8 +13,8 @@ from frozen_helpers import REG4, TINY
 from PIL import Image
 
 from robustlab.core.checkpoint import load_checkpoint
+from robustlab.data.frozen_features import cached_features
 from robustlab.labs.frozen.backbones import Backbone, seeded_vit
-from robustlab.labs.frozen.features import cached_tokens
 from robustlab.labs.frozen.tiles import generate_tiles
 
 
@@ -82,16 +82,16 @@ def test_feature_cache_is_keyed_by_weights_and_tiles_and_survives_damage(tmp_pat
     images = generate_tiles(6, 56, seed=2).images
     a = Backbone(seeded_vit(REG4, 56, 0, **TINY))
     b = Backbone(seeded_vit(REG4, 56, 1, **TINY))
-    ta, path_a, hit = cached_tokens(a, images, tmp_path)
+    ta, path_a, hit = cached_features(a, images, tmp_path)
     assert not hit and path_a.is_file() and ta.dtype == torch.float16
-    again, _, hit = cached_tokens(a, images, tmp_path)
+    again, _, hit = cached_features(a, images, tmp_path)
     assert hit and torch.equal(again, ta)
-    _, path_b, hit = cached_tokens(b, images, tmp_path)
+    _, path_b, hit = cached_features(b, images, tmp_path)
     assert not hit and path_b != path_a
-    _, path_c, _ = cached_tokens(a, images.flip(0), tmp_path)
+    _, path_c, _ = cached_features(a, images.flip(0), tmp_path)
     assert path_c != path_a
     path_a.write_bytes(b"not safetensors")
-    redone, _, hit = cached_tokens(a, images, tmp_path)
+    redone, _, hit = cached_features(a, images, tmp_path)
     assert not hit and torch.equal(redone, ta)
 
 

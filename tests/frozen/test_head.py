@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from frozen_helpers import REG4, TINY
 
+from robustlab.data.frozen_features import extract_features
 from robustlab.labs.frozen.backbones import Backbone, seeded_vit
-from robustlab.labs.frozen.features import extract_tokens
 from robustlab.labs.frozen.head import AttentionHead
 from robustlab.labs.frozen.model import FrozenFeatureClassifier
 
@@ -70,7 +70,7 @@ def test_the_pixel_path_equals_the_cached_token_path():
     backbone, head = _head(False)
     model = FrozenFeatureClassifier(backbone, head).eval()
     images = (torch.rand(5, 3, 56, 56) * 255).to(torch.uint8)
-    tokens = extract_tokens(backbone, images, batch_size=2)
+    tokens = extract_features(backbone, images, batch_size=2)
     assert tokens.dtype == torch.float16 and tokens.shape == (5, 21, 48)
     with torch.no_grad():
         direct = model(images.float() / 255)

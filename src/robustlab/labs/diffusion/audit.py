@@ -9,18 +9,12 @@ import torch
 
 from robustlab.labs.base import RunContext
 from robustlab.labs.diffusion import studies
-from robustlab.labs.diffusion.judges import digits_split, train_judge, train_style_detector
+from robustlab.labs.diffusion.curve import curve_section, judges
+from robustlab.labs.diffusion.judges import digits_split
 from robustlab.labs.diffusion.model import TextConditionalDiffusion
-from robustlab.labs.diffusion.prepare import instance_images, load_run_model
+from robustlab.labs.diffusion.prepare import instance_images, starting_model
 
 SAMPLER = "DDIM (eta 0) over the DDPM betas (squaredcos_cap_v2)"
-
-
-def _judges(ctx: RunContext) -> tuple[Any, Any]:
-    x, y = digits_split("train")
-    judge = train_judge(x, y, 10, seed=ctx.cfg.seed, epochs=ctx.cfg.evaluate.judge_epochs)
-    style = train_style_detector(x[y == 3], seed=ctx.cfg.seed)
-    return judge, style
 
 
 def guidance_study(ctx: RunContext, model: TextConditionalDiffusion, judge: Any) -> dict[str, Any]:
@@ -68,13 +62,38 @@ def dreambooth_study(ctx: RunContext, model: TextConditionalDiffusion, judge: An
                            "class_prompt": cfg.data.class_prompt, "prior_preservation": cfg.data.prior_preservation,
                            "scale": e.dreambooth_scale, "instance_images": int(len(inst))}
     if cfg.train.init_from:
-        out["before"] = row("before", load_run_model(cfg, cfg.train.init_from).to(ctx.device))
+        out["before"] = row("before", starting_model(cfg).to(ctx.device))
+    curve = curve_section(ctx.run.metrics())
+    if curve:
+        out["curve"] = curve
     return out
+
+
+def subject_study(ctx: RunContext, model: TextConditionalDiffusion) -> dict[str, Any]:
+    """The judge-free DreamBooth study of a Stable Diffusion run (:func:`studies.subject_row`): the
+    starting model and the fine-tuned one, same prompts, seeds and scale."""
+    cfg, e = ctx.cfg, ctx.cfg.evaluate
+    inst, n = instance_images(cfg), e.per_prompt
+
+    def samples(m: TextConditionalDiffusion) -> tuple[torch.Tensor, torch.Tensor]:
+        return (m.generate([cfg.data.instance_prompt] * n, e.dreambooth_scale, e.steps, e.sample_seed),
+                m.generate([cfg.data.class_prompt] * n, e.dreambooth_scale, e.steps, e.sample_seed + 1))
+
+    sks_b, cls_b = samples(starting_model(cfg).to(ctx.device))
+    sks_a, cls_a = samples(model)
+    return {"before": studies.subject_row("before", sks_b, cls_b, inst),
+            "after": studies.subject_row("after", sks_a, cls_a, inst, class_before=cls_b),
+            "instance_prompt": cfg.data.instance_prompt, "class_prompt": cfg.data.class_prompt,
+            "prior_preservation": cfg.data.prior_preservation, "scale": e.dreambooth_scale,
+            "instance_images": int(len(inst)), "model_folder": str(cfg.model.pretrained),
+            "measures": "pixel proxies on 32 x 32 downsampled images (no DINO/CLIP judge offline)"}
 
 
 def audit(ctx: RunContext, model: TextConditionalDiffusion) -> dict[str, Any]:
     """The results sections of a trained run (``guidance`` or ``dreambooth``)."""
-    judge, style = _judges(ctx)
+    if ctx.cfg.model.name == "stable-diffusion":
+        return {"dreambooth": subject_study(ctx, model)}
+    judge, style = judges(ctx.cfg)
     if ctx.cfg.data.stage == "base":
         return {"guidance": guidance_study(ctx, model, judge)}
     return {"dreambooth": dreambooth_study(ctx, model, judge, style)}

@@ -34,6 +34,8 @@ class DiffusionDataConfig(DataConfig):
     prior_weight: float = Field(1.0, ge=0.0)
     num_class_images: int = Field(100, ge=1)
     class_image_scale: float = Field(1.5, ge=0.0, description="guidance scale of the generated class images")
+    resolution: int = Field(512, ge=8, description="stable-diffusion: the side the instance images are resized to "
+                            "(a multiple of 8: the VAE's downsampling)")
     cache: str | None = Field(None, description="class-image cache folder (default <data root>/cache/diffusion)")
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int = Field(256, ge=1)
@@ -48,6 +50,8 @@ class DiffusionDataConfig(DataConfig):
         if self.stage == "dreambooth" and self.rare_token not in self.instance_prompt.split():
             raise ValueError(f"data.instance_prompt {self.instance_prompt!r} does not hold the rare token "
                              f"{self.rare_token!r} (DreamBooth binds the subject to it)")
+        if self.resolution % 8:
+            raise ValueError(f"data.resolution {self.resolution} is not a multiple of 8 (the VAE downsamples by 8)")
         if self.stage == "dreambooth" and self.rare_token in self.class_prompt.split():
             raise ValueError(f"data.class_prompt {self.class_prompt!r} must not hold the rare token "
                              f"{self.rare_token!r}")
@@ -60,7 +64,9 @@ class DiffusionModelConfig(Strict):
     ``text_layers`` layers over a CLIP tokenizer whose words are whole tokens; trained with ε-prediction
     on a ``DDPMScheduler`` of ``timesteps`` steps (``squaredcos_cap_v2``), sampled with DDIM."""
 
-    name: Literal["pixel-unet"] = "pixel-unet"
+    name: Literal["pixel-unet", "stable-diffusion"] = "pixel-unet"
+    pretrained: str | None = Field(None, description="stable-diffusion: the model folder in diffusers' layout "
+                                   "(unet/, vae/, text_encoder/, tokenizer/, scheduler/; safetensors weights)")
     channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=2, max_length=4)
     layers_per_block: int = Field(1, ge=1, le=4)
     attention_head_dim: int = Field(8, ge=1)
@@ -73,6 +79,8 @@ class DiffusionModelConfig(Strict):
 
     @model_validator(mode="after")
     def _widths(self) -> DiffusionModelConfig:
+        if self.name == "pixel-unet" and self.pretrained:
+            raise ValueError("model.pretrained is read only with model.name stable-diffusion (a diffusers folder)")
         if self.text_dim % self.text_heads:
             raise ValueError(f"model.text_dim {self.text_dim} must be divisible by model.text_heads {self.text_heads}")
         return self
@@ -92,6 +100,8 @@ class DiffusionAuditConfig(Strict):
     sample_seed: int = 1234
     dreambooth_scale: float = Field(1.5, ge=0.0)
     judge_epochs: int = Field(20, ge=1)
+    curve_per_prompt: int = Field(40, ge=2, description="dreambooth on the digits: samples per prompt at every "
+                                  "validation point of the overfitting curve (train.val_every sets the points)")
 
 
 class DiffusionTrainConfig(TrainConfig):
@@ -109,3 +119,18 @@ class DiffusionConfig(ExperimentConfig):
     model: DiffusionModelConfig = Field(default_factory=DiffusionModelConfig)
     train: DiffusionTrainConfig = Field(default_factory=DiffusionTrainConfig)
     evaluate: DiffusionAuditConfig = Field(default_factory=DiffusionAuditConfig)
+
+    @model_validator(mode="after")
+    def _latent(self) -> DiffusionConfig:
+        if self.model.name == "stable-diffusion":
+            if self.data.stage != "dreambooth":
+                raise ValueError("model.name stable-diffusion trains only data.stage dreambooth (the base model is "
+                                 "the user's folder)")
+            if self.data.instance != "folder":
+                raise ValueError("model.name stable-diffusion needs data.instance folder (the subject's images)")
+            if not self.model.pretrained:
+                raise ValueError("model.name stable-diffusion needs model.pretrained (the model folder)")
+            if self.train.init_from:
+                raise ValueError("model.name stable-diffusion starts from model.pretrained; train.init_from is "
+                                 "not used")
+        return self

@@ -13,15 +13,15 @@ from robustlab.viz.figure import PALETTE, new_figure, save_figure
 
 
 def _mosaic(images: torch.Tensor, columns: int) -> np.ndarray:
-    """``(N, 1, H, W)`` in [0, 1] → one ``(rows·H, columns·W)`` array (1-px gaps of 0, blank in
-    the reversed grey map)."""
-    n, _, h, w = images.shape
+    """``(N, C, H, W)`` in [0, 1] → one ``(rows·H, columns·W)`` array for ``C = 1`` or
+    ``(rows·H, columns·W, 3)`` for ``C = 3`` (1-px gaps of 0: blank in the reversed grey map)."""
+    n, ch, h, w = images.shape
     rows = -(-n // columns)
-    canvas = np.zeros((rows * (h + 1), columns * (w + 1)), dtype=np.float32)
+    canvas = np.zeros((rows * (h + 1), columns * (w + 1), ch), dtype=np.float32)
     for i in range(n):
         r, c = divmod(i, columns)
-        canvas[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = images[i, 0].numpy()
-    return canvas
+        canvas[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = images[i].permute(1, 2, 0).numpy()
+    return canvas[..., 0] if ch == 1 else canvas
 
 
 def guidance_grids(grids: dict[float, torch.Tensor], per_row: int, path: Path) -> Path:
@@ -60,12 +60,12 @@ def guidance_curves(rows: list[dict[str, Any]], study: dict[str, Any], path: Pat
 
 def dreambooth_grid(instance: torch.Tensor, sks: torch.Tensor, cls: torch.Tensor, instance_prompt: str,
                     class_prompt: str, path: Path) -> Path:
-    """The instance images, then samples of the instance prompt and of the class prompt."""
+    """The instance images, then samples of the instance prompt and of the class prompt (grey or RGB)."""
     fig = new_figure(7.0, 2.4)
     for i, (title, images) in enumerate(((f"instance images ({len(instance)})", instance),
                                          (f'"{instance_prompt}"', sks), (f'"{class_prompt}"', cls))):
         ax = fig.add_subplot(1, 3, i + 1)
-        ax.imshow(_mosaic(images, 8), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(_mosaic(images.float().cpu(), 8), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(title, fontsize=8)
         ax.set_axis_off()
     return save_figure(fig, path)

@@ -12,6 +12,7 @@ from typing import Any
 from torch import nn
 
 from robustlab.core import distributed as D
+from robustlab.core.config import unset_variable
 from robustlab.data.bundle import DataBundle
 from robustlab.labs.base import Lab, RunContext
 from robustlab.labs.diffusion.config import DiffusionConfig
@@ -19,6 +20,7 @@ from robustlab.labs.diffusion.model import build_diffusion
 from robustlab.labs.diffusion.prepare import CHANNELS, IMAGE_SIZE, build_bundle, prompt_words
 from robustlab.labs.diffusion.task import DiffusionTask
 from robustlab.report.section import Section
+from robustlab.training.callbacks import Callback
 from robustlab.training.metrics import Metric
 
 
@@ -35,29 +37,72 @@ class DiffusionLab(Lab):
     }
 
     def check(self, cfg: DiffusionConfig) -> None:
-        """The instance folder holds readable images, before anything is written."""
-        if cfg.data.stage == "dreambooth" and cfg.data.instance == "folder":
+        """The instance folder holds readable images and a model folder has every component, before
+        anything is written."""
+        if cfg.data.stage == "dreambooth" and cfg.data.instance == "folder" and not unset_variable(
+                cfg.data.instance_dir):
             from robustlab.labs.diffusion.prepare import instance_images
 
             instance_images(cfg)
+        if cfg.model.name == "stable-diffusion" and not unset_variable(cfg.model.pretrained):
+            from robustlab.labs.diffusion.pipeline_parts import check_single_token
+            from robustlab.labs.diffusion.prepare import load_components_tokenizer
+
+            check_single_token(load_components_tokenizer(cfg.model.pretrained or ""), cfg.data.rare_token)
+
+    def smoke_overrides(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """A Stable Diffusion smoke run needs no files: the model folder becomes a tiny randomly
+        initialised Stable Diffusion and the instance folder a few fabricated images, both written
+        once under ``<data root>/cache/diffusion/smoke/``."""
+        model, data = dict(raw.get("model") or {}), dict(raw.get("data") or {})
+        if model.get("name") != "stable-diffusion":
+            return raw
+        from robustlab.labs.diffusion.prepare import smoke_files
+
+        folder, images = smoke_files()
+        model["pretrained"], data["instance_dir"], data["resolution"] = str(folder), str(images), 64
+        return {**raw, "model": model, "data": data}
 
     def build_data(self, cfg: DiffusionConfig, smoke: bool = False) -> DataBundle:
         return build_bundle(cfg, smoke)
 
     def model_meta(self, cfg: DiffusionConfig, data: DataBundle) -> dict[str, Any]:
+        if cfg.model.name == "stable-diffusion":
+            return {"model_folder": str(Path(cfg.model.pretrained or "").resolve()), "stage": cfg.data.stage,
+                    "image_size": cfg.data.resolution, "channels": 3}
         return {"words": prompt_words(cfg), "image_size": IMAGE_SIZE, "channels": CHANNELS, "stage": cfg.data.stage}
 
     def build_model(self, cfg: DiffusionConfig, meta: dict[str, Any]) -> nn.Module:
-        model = build_diffusion(cfg, meta["words"], meta["image_size"], meta["channels"])
+        if cfg.model.name == "stable-diffusion":
+            # the folder gives the architecture (and the frozen VAE); a trained run's checkpoint then
+            # replaces the weights, so the folder named in the meta is read when the config's is cleared
+            from robustlab.labs.diffusion.prepare import load_latent_model
+
+            model = load_latent_model(cfg, cfg.model.pretrained or meta["model_folder"]).train()
+        else:
+            model = build_diffusion(cfg, meta["words"], meta["image_size"], meta["channels"])
         if cfg.data.stage == "dreambooth" and not cfg.model.train_text_encoder:
             model.text_encoder.requires_grad_(False)
         return model
 
-    def build_task(self, cfg: DiffusionConfig, meta: dict[str, Any]) -> DiffusionTask:
-        model_words = meta["words"]
-        from robustlab.labs.diffusion.model import build_tokenizer
+    def callbacks(self, cfg: DiffusionConfig, strategy: Any) -> list[Callback]:
+        """DreamBooth on the digits with ``train.val_every``: the overfitting curve."""
+        if cfg.data.stage != "dreambooth" or cfg.model.name != "pixel-unet" or not cfg.train.val_every:
+            return []
+        from robustlab.labs.diffusion.curve import DreamBoothCurve
+        from robustlab.labs.diffusion.prepare import instance_images
 
-        tok = build_tokenizer(model_words)
+        return [DreamBoothCurve(cfg, instance_images(cfg))]
+
+    def build_task(self, cfg: DiffusionConfig, meta: dict[str, Any]) -> DiffusionTask:
+        if cfg.model.name == "stable-diffusion":
+            from robustlab.labs.diffusion.prepare import load_components_tokenizer
+
+            tok = load_components_tokenizer(cfg.model.pretrained or meta["model_folder"])
+        else:
+            from robustlab.labs.diffusion.model import build_tokenizer
+
+            tok = build_tokenizer(meta["words"])
         uncond = tok([""], padding="max_length", max_length=tok.model_max_length, return_tensors="pt").input_ids[0]
         return DiffusionTask(uncond, cfg.data.p_uncond, cfg.data.stage == "dreambooth", cfg.data.prior_weight)
 
@@ -96,6 +141,12 @@ class DiffusionLab(Lab):
                     f"{top.get('judge_accuracy', float('nan')):.3f} at scale {best} "
                     f"(FD {top.get('fd', float('nan')):.2f}, recall {top.get('recall', float('nan')):.3f})")
         db = results.get("dreambooth")
+        if isinstance(db, dict) and isinstance(db.get("after"), dict) and "measures" in db:
+            a, b = db["after"], db.get("before") or {}
+            return (f"instance distance {b.get('instance_distance', float('nan')):.3f} → "
+                    f"{a.get('instance_distance', float('nan')):.3f}, class drift "
+                    f"{a.get('class_drift', float('nan')):.3f}, copying {a.get('copy_fraction', float('nan')):.3f} "
+                    "(pixel proxies)")
         if isinstance(db, dict) and db.get("after"):
             a, b = db["after"], db.get("before") or {}
             return (f"concept fidelity {b.get('concept_fidelity', float('nan')):.3f} → {a['concept_fidelity']:.3f}, "

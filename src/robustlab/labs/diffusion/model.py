@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.labs.diffusion.config import DiffusionConfig
-from robustlab.labs.diffusion.guidance import sample
+from robustlab.labs.diffusion.guidance import decode_latents, sample
 from robustlab.labs.diffusion.pipeline_parts import quiet, write_clip_tokenizer
 
 PROMPT_LENGTH = 8
@@ -48,6 +48,15 @@ class TextConditionalDiffusion(nn.Module):
     def forward(self, noisy: Tensor, t: Tensor, ids: Tensor) -> Tensor:
         return self.unet(noisy, t, encoder_hidden_states=self.encode(ids)).sample
 
+    def to_latents(self, images: Tensor) -> Tensor:
+        """What the UNet denoises for images ``(B, C, H, W)`` in [−1, 1]: the images themselves (pixel
+        space)."""
+        return images
+
+    def to_images(self, latents: Tensor) -> Tensor:
+        """Images ``(B, C, H, W)`` in [0, 1] on the CPU, float32, of final samples ``latents``."""
+        return ((latents.float() + 1) / 2).clamp(0, 1).cpu()
+
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], scale: float, steps: int, seed: int, rescale: float = 0.0,
                  batch_size: int = 512) -> Tensor:
@@ -62,8 +71,36 @@ class TextConditionalDiffusion(nn.Module):
             noise = torch.randn((len(chunk), c.in_channels, c.sample_size, c.sample_size), generator=g)
             x = sample(self.unet, self.sampler, self.encode(self.token_ids(chunk)), uncond, noise.shape, steps, scale,
                        rescale, generator=g, latents=noise.to(self.unet.device))
-            out.append(((x.float() + 1) / 2).clamp(0, 1).cpu())
+            out.append(self.to_images(x))
         return torch.cat(out)
+
+
+class LatentDiffusion(TextConditionalDiffusion):
+    """A Stable-Diffusion-shaped model: the UNet denoises the latents of a frozen ``vae``
+    (``latents = vae.encode(x).mean · scaling_factor``); training noise schedule DDPM and sampler DDIM
+    both from the model folder's scheduler config."""
+
+    def __init__(self, components: dict[str, Any]) -> None:
+        from diffusers import DDIMScheduler, DDPMScheduler
+
+        config = dict(components["scheduler"].config)
+        super().__init__(components["unet"], components["text_encoder"], components["tokenizer"],
+                         DDPMScheduler.from_config(config), DDIMScheduler.from_config(config))
+        self.vae = components["vae"]
+        self.vae.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> LatentDiffusion:
+        super().train(mode)
+        self.vae.eval()  # frozen: no dropout, whatever the loop asks
+        return self
+
+    def to_latents(self, images: Tensor) -> Tensor:
+        with torch.no_grad():
+            dist = self.vae.encode(images.to(self.vae.dtype)).latent_dist
+        return dist.mean * self.vae.config.scaling_factor
+
+    def to_images(self, latents: Tensor) -> Tensor:
+        return decode_latents(self.vae, latents).float().cpu()
 
 
 def build_diffusion(cfg: DiffusionConfig, words: Sequence[str], image_size: int,

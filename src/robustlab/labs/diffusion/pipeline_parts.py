@@ -160,7 +160,9 @@ def save_components(components: dict, folder: Path | str) -> Path:
     return folder
 
 
-def _check_folder(folder: Path) -> None:
+def check_folder(folder: Path) -> None:
+    """One line when ``folder`` is not a diffusers Stable Diffusion folder with safetensors weights: which
+    component is missing, or holds pickles only."""
     if not folder.is_dir():
         raise RobustlabError(f"Stable Diffusion model folder {str(folder)!r} is not a folder")
     missing = [name for name in COMPONENTS if not (folder / name).is_dir()]
@@ -188,7 +190,7 @@ def load_components(folder: Path | str) -> dict:
     from transformers import CLIPTextModel, CLIPTokenizer
 
     folder = Path(folder)
-    _check_folder(folder)
+    check_folder(folder)
     kw: dict[str, Any] = {"local_files_only": True}
     with quiet():
         unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", use_safetensors=True, **kw)

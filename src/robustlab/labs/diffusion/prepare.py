@@ -13,6 +13,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from robustlab.core.checkpoint import load_checkpoint, load_model_state
+from robustlab.core.config import require_set
 from robustlab.core.errors import RobustlabError
 from robustlab.core.io import atomic_write_bytes
 from robustlab.data.batches import BatchTensors, whole_batch
@@ -21,7 +22,8 @@ from robustlab.data.registry import default_data_root
 from robustlab.data.spec import DataInfo
 from robustlab.labs.diffusion.config import DiffusionConfig
 from robustlab.labs.diffusion.judges import digits_split
-from robustlab.labs.diffusion.model import TextConditionalDiffusion, build_diffusion, build_tokenizer
+from robustlab.labs.diffusion.model import LatentDiffusion, TextConditionalDiffusion, build_diffusion, build_tokenizer
+from robustlab.labs.diffusion.pipeline_parts import check_folder, check_single_token, load_components, quiet
 from robustlab.training.callbacks import averaged_weights
 
 DIGIT_WORDS = tuple(str(i) for i in range(10))
@@ -54,14 +56,23 @@ def prompt_words(cfg: DiffusionConfig) -> list[str]:
     return list(dict.fromkeys(words))
 
 
+def image_shape(cfg: DiffusionConfig) -> tuple[int, int]:
+    """``(channels, side)`` of the run's images: 1 × 8 digits, or 3 × ``data.resolution`` (stable-diffusion)."""
+    if cfg.model.name == "stable-diffusion":
+        return 3, cfg.data.resolution
+    return CHANNELS, IMAGE_SIZE
+
+
 def instance_images(cfg: DiffusionConfig) -> Tensor:
-    """The subject ``(n, 1, 8, 8)`` in [0, 1]: the first ``instance_images`` 3s of the digits test split,
-    mirrored left–right (never seen by the base model), or the user's folder."""
+    """The subject ``(n, C, S, S)`` in [0, 1] (see :func:`image_shape`): the first ``instance_images`` 3s
+    of the digits test split, mirrored left–right (never seen by the base model), or the user's folder."""
     if cfg.data.instance == "mirrored-3":
         x, y = digits_split("test")
         return x[y == 3][: cfg.data.instance_images].flip(-1)
     from robustlab.data.file_dataset import read_image
 
+    require_set(cfg.data.instance_dir, "data.instance_dir")
+    channels, side = image_shape(cfg)
     folder = Path(cfg.data.instance_dir or "")
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
     if not files:
@@ -69,7 +80,7 @@ def instance_images(cfg: DiffusionConfig) -> Tensor:
     out = []
     for path in files:
         try:
-            out.append(read_image(path, (IMAGE_SIZE, IMAGE_SIZE), CHANNELS))
+            out.append(read_image(path, (side, side), channels))
         except Exception as e:  # noqa: BLE001 - PIL raises many types; one line names the file
             raise RobustlabError(f"instance image {path} cannot be read ({type(e).__name__})") from None
     return torch.stack(out)
@@ -83,15 +94,81 @@ def load_run_model(cfg: DiffusionConfig, path: str) -> TextConditionalDiffusion:
     return model.eval()
 
 
-def class_images(cfg: DiffusionConfig) -> Tensor:
-    """``num_class_images`` images ``(M, 1, 8, 8)`` in [0, 1] that the starting model (``train.init_from``)
-    generates from ``class_prompt`` at ``class_image_scale`` — DreamBooth's prior-preservation set —
-    read from the cache when the same checkpoint and settings made them before."""
+def load_latent_model(cfg: DiffusionConfig, folder: str | None = None) -> LatentDiffusion:
+    """The Stable Diffusion model of the folder ``folder`` (default ``model.pretrained``), in eval mode."""
+    folder = folder or cfg.model.pretrained
+    require_set(folder, "model.pretrained")
+    return LatentDiffusion(load_components(folder or "")).eval()
+
+
+SMOKE_FORMAT = "tiny-sd-1"
+
+
+def smoke_files() -> tuple[Path, Path]:
+    """``(model folder, instance folder)`` for smoke runs of the Stable Diffusion path: a tiny randomly
+    initialised Stable Diffusion (:func:`tiny_stable_diffusion`, seed 0, "sks" a whole token) and four
+    fabricated 64 × 64 PNG subjects (a red disc on grey, shifted), written once under
+    ``<data root>/cache/diffusion/smoke/`` (built in a temporary folder, then renamed into place)."""
+    import os
+    import tempfile
+
+    from PIL import Image
+
+    from robustlab.labs.diffusion.pipeline_parts import save_components, tiny_stable_diffusion
+
+    root = default_data_root() / "cache" / "diffusion" / "smoke" / SMOKE_FORMAT
+    if not (root / "model" / "model_index.json").is_file():
+        root.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=root.parent) as tmp:
+            build = Path(tmp) / "build"
+            save_components(tiny_stable_diffusion(build / "words"), build / "model")
+            (build / "instance").mkdir()
+            yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+            for i in range(4):
+                disc = ((yy - 24 - 4 * i) ** 2 + (xx - 28 - 3 * i) ** 2 < 14**2).float()
+                rgb = torch.stack([0.4 + 0.5 * disc, 0.4 - 0.3 * disc, 0.4 - 0.3 * disc], dim=-1)
+                Image.fromarray((rgb * 255).round().byte().numpy()).save(build / "instance" / f"subject-{i}.png")
+            try:
+                os.rename(build, root)
+            except OSError:  # another process finished first: its files are the same
+                if not (root / "model" / "model_index.json").is_file():
+                    raise
+    return root / "model", root / "instance"
+
+
+def starting_model(cfg: DiffusionConfig) -> TextConditionalDiffusion:
+    """The model a DreamBooth run starts from: the base run's checkpoint (``train.init_from``) or the
+    Stable Diffusion folder (``model.pretrained``)."""
+    if cfg.model.name == "stable-diffusion":
+        return load_latent_model(cfg)
     if not cfg.train.init_from:
         raise RobustlabError("the dreambooth stage needs train.init_from (the base run's checkpoint; in a recipe: "
                              "init_from: <base run>)")
+    return load_run_model(cfg, cfg.train.init_from)
+
+
+def _starting_key(cfg: DiffusionConfig) -> Any:
+    """A hash of what the starting model is: the checkpoint's bytes, or every file of the model folder by
+    name, size and modification time (hashing gigabytes of weights would take longer than sampling)."""
+    if cfg.model.name != "stable-diffusion":
+        if not cfg.train.init_from:
+            raise RobustlabError("the dreambooth stage needs train.init_from (the base run's checkpoint; in a "
+                                 "recipe: init_from: <base run>)")
+        return hashlib.sha256(Path(cfg.train.init_from).read_bytes())
+    key = hashlib.sha256(b"stable-diffusion")
+    folder = Path(cfg.model.pretrained or "")
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        st = f.stat()
+        key.update(f"{f.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return key
+
+
+def class_images(cfg: DiffusionConfig) -> Tensor:
+    """``num_class_images`` images ``(M, C, S, S)`` in [0, 1] that the starting model
+    (:func:`starting_model`) generates from ``class_prompt`` at ``class_image_scale`` — DreamBooth's
+    prior-preservation set — read from the cache when the same model and settings made them before."""
     d, e = cfg.data, cfg.evaluate
-    key = hashlib.sha256(Path(cfg.train.init_from).read_bytes())
+    key = _starting_key(cfg)
     key.update(f"{d.class_prompt}|{d.num_class_images}|{d.class_image_scale}|{e.steps}|{cfg.seed}".encode())
     folder = Path(d.cache) if d.cache else default_data_root() / "cache" / "diffusion"
     path = folder / f"class-{key.hexdigest()[:24]}.safetensors"
@@ -99,7 +176,7 @@ def class_images(cfg: DiffusionConfig) -> Tensor:
 
     if path.is_file():
         return load(path.read_bytes())["images"]
-    model = load_run_model(cfg, cfg.train.init_from)
+    model = starting_model(cfg)
     images = model.generate([d.class_prompt] * d.num_class_images, d.class_image_scale, e.steps, seed=cfg.seed + 7)
     atomic_write_bytes(path, save({"images": images.contiguous()}))
     return images
@@ -131,10 +208,24 @@ class DreamBoothPairs(Dataset):
         return xi, ids_i, self.prior[index % len(self.prior)], self.prior_ids.expand(len(index), -1)
 
 
+def load_components_tokenizer(folder: str) -> Any:
+    """The tokenizer of the Stable Diffusion folder ``folder`` (its layout checked first)."""
+    from transformers import CLIPTokenizer
+
+    check_folder(Path(folder))
+    with quiet():
+        return CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", local_files_only=True)
+
+
 def build_bundle(cfg: DiffusionConfig, smoke: bool = False) -> DataBundle:
     """Base stage: ``(images in [−1, 1], prompt ids)`` of the digits (``val_fraction`` of the training
     split validates). DreamBooth stage: :class:`DreamBoothPairs` (train and test)."""
-    tokenizer = build_tokenizer(prompt_words(cfg))
+    if cfg.model.name == "stable-diffusion":
+        require_set(cfg.model.pretrained, "model.pretrained")
+        tokenizer = load_components_tokenizer(cfg.model.pretrained or "")
+        check_single_token(tokenizer, cfg.data.rare_token)
+    else:
+        tokenizer = build_tokenizer(prompt_words(cfg))
 
     def ids(prompts: list[str]) -> Tensor:
         return tokenizer(prompts, padding="max_length", truncation=True, max_length=tokenizer.model_max_length,
@@ -163,7 +254,8 @@ def build_bundle(cfg: DiffusionConfig, smoke: bool = False) -> DataBundle:
         pairs = DreamBoothPairs(inst, ids([cfg.data.instance_prompt]), prior, ids([cfg.data.class_prompt]))
         streams = {"train": pairs, "test": pairs}
         extras["instance"] = inst
+        channels, side = image_shape(cfg)
         info = PromptImageInfo(f"dreambooth {cfg.data.instance}", f"{len(inst)} instance images, "
                                f"{0 if prior is None else len(prior)} generated class images", len(pairs), len(pairs),
-                               ("train", "test"))
+                               ("train", "test"), image_size=side, channels=channels)
     return DataBundle(info, streams, collate=whole_batch, extras=extras)

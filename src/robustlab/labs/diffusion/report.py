@@ -10,6 +10,8 @@ from robustlab.report.section import Section, Table
 GUIDANCE_COLUMNS = ("judge_accuracy", "fd", "precision", "recall", "diversity")
 DREAMBOOTH_COLUMNS = ("concept_fidelity", "concept_digit", "language_drift", "copy_fraction", "copy_distance",
                       "diversity", "other_accuracy", "other_fd")
+SUBJECT_COLUMNS = ("instance_distance", "copy_fraction", "diversity", "class_drift")
+CURVE_COLUMNS = ("concept_fidelity", "language_drift", "copy_fraction", "class_digit")
 
 
 def _f(v: Any, digits: int = 3) -> str:
@@ -36,16 +38,31 @@ def run_sections(run_dir: Path, results: dict[str, Any]) -> list[Section]:
             claims=frozenset({"guidance"})))
     db = results.get("dreambooth")
     if isinstance(db, dict) and db.get("after"):
-        rows = [[name, *(_f(db[name].get(k)) for k in DREAMBOOTH_COLUMNS)] for name in ("before", "after")
+        proxies = "measures" in db
+        columns = SUBJECT_COLUMNS if proxies else DREAMBOOTH_COLUMNS
+        rows = [[name, *(_f(db[name].get(k)) for k in columns)] for name in ("before", "after")
                 if isinstance(db.get(name), dict)]
+        meaning = ("instance_distance: instance-prompt samples to the nearest instance image; class_drift: "
+                   "class-prompt samples to the starting model's from the same seeds (1 = as far as another seed); "
+                   f"{db['measures']}" if proxies else
+                   "concept_fidelity: instance-prompt samples the style detector calls the subject's style; "
+                   "language_drift: class-prompt samples it calls the subject's style")
         out.append(Section(
             title="DreamBooth", key="diffusion-dreambooth",
-            table=Table(["model", *DREAMBOOTH_COLUMNS], rows, [False] + [True] * len(DREAMBOOTH_COLUMNS)),
+            table=Table(["model", *columns], rows, [False] + [True] * len(columns)),
             note=f"Instance prompt {db.get('instance_prompt')!r} on {db.get('instance_images')} instance images, class "
                  f"prompt {db.get('class_prompt')!r}, prior preservation {db.get('prior_preservation')}, sampled at "
-                 f"scale {db.get('scale')}. concept_fidelity: instance-prompt samples the style detector calls the "
-                 "subject's style; language_drift: class-prompt samples it calls the subject's style; copying: "
-                 "samples nearer an instance image than the stated threshold.",
+                 f"scale {db.get('scale')}. {meaning}; copying: samples nearer an instance image than the stated "
+                 "threshold.",
             figures=[("dreambooth", figures["dreambooth"])] if "dreambooth" in figures else [],
             claims=frozenset({"dreambooth"})))
+        curve = db.get("curve")
+        if isinstance(curve, dict) and curve.get("rows"):
+            out.append(Section(
+                title="DreamBooth overfitting curve", key="diffusion-dreambooth-curve",
+                table=Table(["step", *CURVE_COLUMNS], [[str(r["step"]), *(_f(r.get(k)) for k in CURVE_COLUMNS)]
+                                                       for r in curve["rows"]], [True] * (1 + len(CURVE_COLUMNS))),
+                note=f"Scored at every validation point of fine-tuning. Step to keep: {curve.get('chosen_step')} "
+                     f"({curve.get('rule')}).",
+                claims=frozenset({"dreambooth"})))
     return out

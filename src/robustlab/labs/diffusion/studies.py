@@ -13,6 +13,7 @@ DreamBooth study (one row per model, e.g. before / after fine-tuning or per chec
   and the drift of the other prompts.
 * :func:`copy_threshold` — the pixel distance below which a sample counts as a copy.
 * :func:`overfitting_choice` — the checkpoint step picked from per-step rows by a stated rule.
+* :func:`subject_row` — judge-free pixel proxies of fidelity, copying and drift for a user's own subject.
 
 Every image is ``(N, 1, 8, 8)`` in ``[0, 1]`` (any device); labels are integer ``(N,)``. Features are the
 64-d penultimate layer of a judge (:class:`robustlab.labs.diffusion.judges.JudgeCNN`) trained on real
@@ -30,6 +31,7 @@ import torch
 from robustlab.core.errors import RobustlabError
 from robustlab.labs.diffusion.judges import MIRRORED, JudgeCNN, embed, mirror
 from robustlab.labs.diffusion.measures import (
+    diversity,
     frechet_distance,
     label_accuracy,
     nearest_distance,
@@ -278,3 +280,47 @@ def overfitting_choice(rows_by_step: Sequence[Mapping[str, Any]], fidelity_ratio
             return int(r["step"])
     best = max(rows, key=lambda r: (r["concept_fidelity"] - r["language_drift"], -r["step"]))
     return int(best["step"])
+
+
+PROXY_SIDE = 32
+"""Side of the downsampled images that :func:`subject_row`'s pixel proxies compare."""
+
+
+def _proxy(x: torch.Tensor) -> torch.Tensor:
+    """Images ``(N, C, H, W)`` in [0, 1] as ``(N, C·32·32)`` float vectors (area-downsampled)."""
+    return torch.nn.functional.adaptive_avg_pool2d(x.detach().float().cpu(), PROXY_SIDE).flatten(1)
+
+
+def subject_row(name: str, sks_samples: torch.Tensor, class_samples: torch.Tensor, instance_images: torch.Tensor,
+                class_before: torch.Tensor | None = None) -> dict[str, Any]:
+    """Judge-free DreamBooth scores of one model, for subjects no judge was trained on (the user's own
+    Stable Diffusion and images). Images ``(N, 3, H, W)`` in [0, 1]; every distance is Euclidean
+    between images area-downsampled to 32 × 32 (a pixel proxy, not a DINO/CLIP score):
+
+    * ``instance_distance`` — mean distance of the instance-prompt samples to their nearest instance
+      image (falls as the subject is learnt);
+    * ``copy_fraction`` — share of instance-prompt samples nearer an instance image than
+      ``copy_threshold`` = half the median distance between two distinct instance images;
+    * ``diversity`` — mean distance between distinct instance-prompt samples;
+    * ``class_drift`` (only with ``class_before``, the starting model's class-prompt samples from the same
+      seeds) — mean distance between each class-prompt sample and its same-seed sample before fine-tuning,
+      over the mean distance between two distinct samples before: ``0`` = unchanged, ``1`` = as different
+      as another seed (language drift).
+    """
+    if sks_samples.shape[0] < 2 or instance_images.shape[0] < 2:
+        raise RobustlabError(f"subject_row needs at least two instance-prompt samples and two instance images; "
+                             f"got {sks_samples.shape[0]} and {instance_images.shape[0]}")
+    sks, inst = _proxy(sks_samples), _proxy(instance_images)
+    threshold = COPY_FACTOR * float(torch.pdist(inst).median())
+    nearest = nearest_distance(sks, inst)
+    row: dict[str, Any] = {"name": name, "instance_distance": float(nearest.double().mean()),
+                           "copy_fraction": float((nearest < threshold).double().mean()),
+                           "copy_threshold": threshold, "diversity": diversity(sks),
+                           "n_sks": int(sks.shape[0]), "n_class": int(class_samples.shape[0])}
+    if class_before is not None:
+        after, before = _proxy(class_samples), _proxy(class_before)
+        if after.shape != before.shape:
+            raise RobustlabError(f"class_before must match class_samples; got {tuple(class_before.shape)} and "
+                                 f"{tuple(class_samples.shape)}")
+        row["class_drift"] = float((after - before).norm(dim=1).mean()) / max(diversity(before), 1e-12)
+    return row

@@ -50,7 +50,7 @@ class DiffusionTask:
         g = _generator(model, x.device)
         if not self.dreambooth and model.training and self.p_uncond > 0:
             ids, _ = drop_conditions(ids, self.uncond_ids.to(ids.device), self.p_uncond, g)
-        noisy, noise, t = noisy_batch(model.noise_scheduler, x, g)
+        noisy, noise, t = noisy_batch(model.noise_scheduler, model.to_latents(x), g)
         pred = model(noisy, t, ids)
         if not self.dreambooth:
             return StepOutput(denoising_loss(pred, noise), None, noise)

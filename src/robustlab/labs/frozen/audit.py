@@ -13,6 +13,7 @@ from torch import Tensor
 
 from robustlab.core.modes import eval_mode
 from robustlab.core.runs import RunDir
+from robustlab.data.frozen_features import cached_features, extract_features
 from robustlab.data.spec import DatasetInfo
 from robustlab.data.tensor_dataset import TensorImageDataset
 from robustlab.evaluation import evaluate_robustness
@@ -28,7 +29,6 @@ from robustlab.labs.frozen.area import (
 )
 from robustlab.labs.frozen.backbones import Backbone
 from robustlab.labs.frozen.config import PATCH, FrozenConfig
-from robustlab.labs.frozen.features import cached_tokens, extract_tokens
 from robustlab.labs.frozen.head import HeadOutput
 from robustlab.labs.frozen.model import FrozenFeatureClassifier
 from robustlab.labs.frozen.prepare import TileData, backbone_name, cache_dir
@@ -113,7 +113,7 @@ def token_norms(backbone: Backbone, images: Tensor, device: torch.device) -> dic
     captured: list[Tensor] = []
     handle = backbone.vit.norm.register_forward_hook(lambda _m, args, _out: captured.append(args[0].detach()))
     try:
-        extract_tokens(backbone, images, 64, device)
+        extract_features(backbone, images, 64, device)
     finally:
         handle.remove()
     norms = torch.cat(captured)[:, backbone.layout.prefix :].float().norm(dim=-1).cpu()
@@ -168,7 +168,7 @@ def audit(run: RunDir, model: FrozenFeatureClassifier, cfg: FrozenConfig, data: 
     batch = cfg.data.eval_batch_size
     tokens = {}
     for name, tiles in (("train", train), ("test", test)):
-        tokens[name], _, _ = cached_tokens(model.backbone, tiles.images, cache_dir(cfg), batch, device)
+        tokens[name], _, _ = cached_features(model.backbone, tiles.images, cache_dir(cfg), batch, device)
     test_pass = head_pass_tokens(model, tokens["test"], batch, device)
     out: dict[str, Any] = {"backbone": backbone_name(cfg), "data": data.source, "gsd_m": data.gsd,
                            "patch_area_m2": data.patch_area_m2, "tile_px": cfg.data.size,

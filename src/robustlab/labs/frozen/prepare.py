@@ -16,11 +16,11 @@ from robustlab.core.errors import RobustlabError
 from robustlab.core.seeding import resolve_device
 from robustlab.data.batches import BatchTensors, whole_batch
 from robustlab.data.bundle import DataBundle
+from robustlab.data.frozen_features import cached_features
 from robustlab.data.registry import default_data_root
 from robustlab.data.spec import DataInfo
 from robustlab.labs.frozen.backbones import Backbone, load_dinov2_file, seeded_vit
 from robustlab.labs.frozen.config import PATCH, FrozenConfig
-from robustlab.labs.frozen.features import cached_tokens
 from robustlab.labs.frozen.model import patch_descriptors
 from robustlab.labs.frozen.tiles import Tiles, generate_tiles
 
@@ -175,7 +175,8 @@ def build_bundle(cfg: FrozenConfig, smoke: bool = False) -> DataBundle:
         for name, tiles in data.splits.items():
             if not len(tiles):
                 continue
-            tokens, path, hit = cached_tokens(backbone, tiles.images, cache_dir(cfg), cfg.data.eval_batch_size, device)
+            tokens, path, hit = cached_features(backbone, tiles.images, cache_dir(cfg), cfg.data.eval_batch_size,
+                                                device)
             extras["cache"][name] = {"file": str(path), "was_cached": hit, "tokens": list(tokens.shape)}
             streams[name] = BatchTensors(tokens, tiles.labels)
     return DataBundle(info, streams, collate=whole_batch, extras=extras)

@@ -1,5 +1,5 @@
-"""Frozen tokens computed once: batched extraction (inference mode, channels-last) and a cache of
-fp16 safetensors files keyed by the backbone's weights and the exact tiles."""
+"""Features of a frozen network computed once: batched extraction (inference mode, channels-last) and
+a cache of fp16 safetensors files keyed by the network's weights and the exact images."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from robustlab.core.io import atomic_write_bytes
 from robustlab.core.modes import eval_mode
 
 CACHE_FORMAT = "robustlab-frozen-tokens-1"
+"""Bumped when the file layout changes (old files then miss the cache and are recomputed)."""
 
 
-def extract_tokens(backbone: nn.Module, images: Tensor, batch_size: int = 128,
-                   device: torch.device = torch.device("cpu"), channels_last: bool = True) -> Tensor:
-    """``(N, T, D)`` float16 tokens (on the CPU) of uint8 images ``(N, 3, S, S)``, computed in
+def extract_features(backbone: nn.Module, images: Tensor, batch_size: int = 128,
+                     device: torch.device = torch.device("cpu"), channels_last: bool = True) -> Tensor:
+    """The backbone's float16 outputs ``(N, ...)`` (on the CPU) of uint8 images ``(N, 3, S, S)``, computed in
     batches of ``batch_size`` under :func:`torch.inference_mode` with the backbone in eval mode
     (its own flags restored afterwards)."""
     out: list[Tensor] = []
@@ -32,7 +33,7 @@ def extract_tokens(backbone: nn.Module, images: Tensor, batch_size: int = 128,
 
 def fingerprint(backbone: nn.Module, images: Tensor) -> str:
     """A hex key of the backbone's weights (every tensor's name, shape, dtype and bytes) and the
-    image tensor's bytes: equal keys mean equal tokens."""
+    image tensor's bytes: equal keys mean equal features."""
     h = hashlib.sha256(CACHE_FORMAT.encode())
     for name, t in backbone.state_dict().items():
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
@@ -42,9 +43,9 @@ def fingerprint(backbone: nn.Module, images: Tensor) -> str:
     return h.hexdigest()[:32]
 
 
-def cached_tokens(backbone: nn.Module, images: Tensor, cache_dir: Path, batch_size: int = 128,
-                  device: torch.device = torch.device("cpu")) -> tuple[Tensor, Path, bool]:
-    """The tokens of :func:`extract_tokens`, read from ``cache_dir/<fingerprint>.safetensors`` when
+def cached_features(backbone: nn.Module, images: Tensor, cache_dir: Path, batch_size: int = 128,
+                    device: torch.device = torch.device("cpu")) -> tuple[Tensor, Path, bool]:
+    """The features of :func:`extract_features`, read from ``cache_dir/<fingerprint>.safetensors`` when
     that file exists and written there (atomically) otherwise: ``(tokens, file, was_cached)``."""
     from safetensors.torch import load, save
 
@@ -54,6 +55,6 @@ def cached_tokens(backbone: nn.Module, images: Tensor, cache_dir: Path, batch_si
             return load(path.read_bytes())["tokens"], path, True
         except Exception:  # noqa: BLE001 - a damaged cache file is recomputed, never trusted
             pass
-    tokens = extract_tokens(backbone, images, batch_size, device)
+    tokens = extract_features(backbone, images, batch_size, device)
     atomic_write_bytes(path, save({"tokens": tokens.contiguous()}, metadata={"format": CACHE_FORMAT}))
     return tokens, path, False
