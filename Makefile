@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml
 	@# the Divan of Hafez (poetry corpus of the language-model lab), read by path: its __init__ imports
 	@# requests/pandas, which it does not declare
 	$(PY) -m pip install -q --no-deps hafez==0.4.2
+	@# the captioning lab's metrics, and hazm's Persian normaliser without its numpy==1.24.3 pin
+	$(PY) -m pip install -q -e '.[dev,lm,diffusion,captioning,captioning-hazm]'
+	$(PY) -m pip install -q --no-deps hazm==0.10.0
 	@touch $(STAMP)
 
 # Real Fashion-MNIST from Debian's package where apt is available and we are root; otherwise the demo

@@ -11,6 +11,7 @@ import pytest
 import sacrebleu
 
 from robustlab.core.errors import RobustlabError
+from robustlab.data.persian import PerturbationKind, normalize
 from robustlab.labs.lm.audit import (
     PERPLEXITY_NOTE,
     LMAuditConfig,
@@ -22,7 +23,6 @@ from robustlab.labs.lm.audit import (
 from robustlab.labs.lm.examples import target_ids
 from robustlab.labs.lm.generation import DecodeSettings
 from robustlab.labs.lm.ngram import UnigramLM
-from robustlab.labs.lm.normalize import PerturbationKind, normalize
 from robustlab.labs.lm.pairs import beyt_text
 from robustlab.labs.lm.poetry import poem_radif
 from robustlab.labs.lm.report import run_sections

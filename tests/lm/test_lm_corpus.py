@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from robustlab.core.errors import RobustlabError
+from robustlab.data.persian import ZWNJ, PerturbationKind, normalize, perturb
 from robustlab.labs.lm import corpus
 from robustlab.labs.lm.corpus import Beyt, Corpus, CorpusFormat, PackagedFile, Poem, RhymeForm
-from robustlab.labs.lm.normalize import ZWNJ, PerturbationKind, normalize, perturb
 from robustlab.labs.lm.pairs import HEMISTICH_SEP, beyt_text, corpus_pairs, next_beyt_pairs, split_poems
 
 

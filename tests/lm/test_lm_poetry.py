@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from robustlab.core.errors import RobustlabError
+from robustlab.data.persian import ZWNJ
 from robustlab.labs.lm import corpus, poetry
 from robustlab.labs.lm.corpus import Beyt, RhymeForm
 from robustlab.labs.lm.ngram import InterpolatedBigramLM, UnigramLM, bits_per_char, perplexity
-from robustlab.labs.lm.normalize import ZWNJ
 from robustlab.labs.lm.pairs import corpus_pairs
 
 

@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from robustlab.core.errors import RobustlabError
+from robustlab.data.persian import normalize
 from robustlab.labs.lm.corpus import Beyt, RhymeForm
 from robustlab.labs.lm.examples import prompt_ids, target_ids
 from robustlab.labs.lm.generation import DecodeSettings
-from robustlab.labs.lm.normalize import normalize
 from robustlab.labs.lm.pairs import beyt_text
 from robustlab.labs.lm.poetry import hemistichs, poem_radif, rhyme_key, rhymes
 from robustlab.labs.lm.rhyme_decoding import RhymeLexicon, rhyme_first, rhyme_word

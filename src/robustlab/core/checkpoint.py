@@ -122,3 +122,13 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
             f"unexpected tensors ({what})"
         )
     model.load_state_dict(state)
+
+
+def load_submodule_state(module: torch.nn.Module, path: str | Path, prefix: str, runs: str) -> None:
+    """Load the ``<prefix>.*`` tensors of the weights file ``path`` into ``module`` exactly (see
+    :func:`load_model_state`); a file without any is one line saying which ``runs`` hold them."""
+    head = f"{prefix}."
+    state = {k[len(head):]: v for k, v in read_state_dict(path).items() if k.startswith(head)}
+    if not state:
+        raise RobustlabError(f"{path} holds no {prefix} ({head}* tensors); give {runs} checkpoint")
+    load_model_state(module, state, path)

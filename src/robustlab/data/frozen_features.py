@@ -37,7 +37,7 @@ def fingerprint(backbone: nn.Module, images: Tensor) -> str:
     h = hashlib.sha256(CACHE_FORMAT.encode())
     for name, t in backbone.state_dict().items():
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())  # 0-dim buffers too
     h.update(f"images:{tuple(images.shape)}:{images.dtype}".encode())
     h.update(images.contiguous().view(torch.uint8).numpy())
     return h.hexdigest()[:32]

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from robustlab.core.checkpoint import load_model_state, read_state_dict
+from robustlab.core.checkpoint import load_submodule_state
 from robustlab.core.config import require_set
 from robustlab.core.errors import RobustlabError
 from robustlab.core.seeding import resolve_device
@@ -142,10 +142,7 @@ def build_backbone(cfg: FrozenConfig, with_init: bool = True) -> Backbone:
 def load_backbone(backbone: Backbone, path: str | Path) -> None:
     """Load the ``backbone.*`` tensors of the checkpoint ``path`` (a pretrain or head run) into
     ``backbone`` exactly (one-line error naming the first tensor that does not fit)."""
-    state = {k[len("backbone."):]: v for k, v in read_state_dict(path).items() if k.startswith("backbone.")}
-    if not state:
-        raise RobustlabError(f"{path} holds no backbone (backbone.* tensors); give a pretrain or head run's checkpoint")
-    load_model_state(backbone, state, path)
+    load_submodule_state(backbone, path, "backbone", "a pretrain or head run's")
 
 
 def cache_dir(cfg: FrozenConfig) -> Path:

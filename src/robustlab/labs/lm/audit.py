@@ -12,7 +12,7 @@ beyt ``i + 1`` as the target):
   beyts (the calibration: what the checks say about Hafez himself), of random training beyts and of
   the copied input; BLEU and chrF (sacrebleu) of the same hypotheses against the real next beyts.
 * ``samples`` — a few prompts with their reference and generated continuations, for the report.
-* ``robustness`` — orthographic perturbations of the prompts (:func:`~robustlab.labs.lm.normalize.perturb`)
+* ``robustness`` — orthographic perturbations of the prompts (:func:`~robustlab.data.persian.perturb`)
   that a reader does not notice: the perplexity change of the true targets, how often greedy decoding
   changes its output, and the rhyme rate of greedy outputs.
 
@@ -36,6 +36,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from robustlab.core.config import Strict
 from robustlab.core.errors import RobustlabError
 from robustlab.core.modes import eval_mode
+from robustlab.data.persian import PerturbationKind, normalize, perturb
 from robustlab.labs.lm.corpus import Beyt, RhymeForm
 from robustlab.labs.lm.examples import (
     EncodedPairs,
@@ -47,7 +48,6 @@ from robustlab.labs.lm.examples import (
 )
 from robustlab.labs.lm.generation import DecodeSettings, rerank, sample_candidates
 from robustlab.labs.lm.ngram import InterpolatedBigramLM, UnigramLM, bits_per_char, perplexity
-from robustlab.labs.lm.normalize import PerturbationKind, normalize, perturb
 from robustlab.labs.lm.pairs import Pair, beyt_text
 from robustlab.labs.lm.perplexity import CorpusNLL, shuffled_prompts
 from robustlab.labs.lm.poetry import poetry_report, rhymes, well_formed

@@ -1,4 +1,4 @@
-"""Poetry checks for generated beyts, all on :func:`~robustlab.labs.lm.normalize.normalize`-d text:
+"""Poetry checks for generated beyts, all on :func:`~robustlab.data.persian.normalize`-d text:
 form (two hemistichs), end rhyme with the radif discounted, diversity, repetition, memorisation of
 training beyts, and a letter-count proxy for metre.
 
@@ -26,8 +26,8 @@ from typing import NamedTuple
 import numpy as np
 
 from robustlab.core.errors import RobustlabError
+from robustlab.data.persian import normalize
 from robustlab.labs.lm.corpus import Beyt, Poem, RhymeForm, parse_rhyme_form
-from robustlab.labs.lm.normalize import normalize
 from robustlab.labs.lm.pairs import HEMISTICH_SEP
 
 BeytLike = Beyt | str  # a beyt, or a beyt written as one string with HEMISTICH_SEP between its hemistichs

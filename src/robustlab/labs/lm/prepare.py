@@ -18,13 +18,13 @@ from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 from robustlab.core.config import require_set
 from robustlab.core.errors import RobustlabError
 from robustlab.data.bundle import DataBundle
+from robustlab.data.persian import PerturbationKind, perturb
 from robustlab.data.spec import TokenSequenceInfo
 from robustlab.labs.lm import corpus as corpora
 from robustlab.labs.lm.config import LMConfig
 from robustlab.labs.lm.corpus import Beyt, Corpus, Poem, RhymeForm
 from robustlab.labs.lm.examples import EncodedPairs, collate_training, encode_pairs, prompt_ids, special_id
 from robustlab.labs.lm.models import check_model_dir, read_tokenizer
-from robustlab.labs.lm.normalize import PerturbationKind, perturb
 from robustlab.labs.lm.pairs import Pair, beyt_text, corpus_pairs, split_poems
 from robustlab.labs.lm.poetry import poem_radif
 from robustlab.labs.lm.tokenizer import ensure_special_tokens, train_bpe

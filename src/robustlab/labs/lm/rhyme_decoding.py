@@ -3,7 +3,7 @@
 A weak model's samples almost never rhyme, so reranking a few of them by the rhyme check rarely
 finds a rhyming one. Here the rhyme word is chosen first among words known to rhyme, and the model
 only decides which of them fits its own beyt best. All words and hemistichs are
-:func:`~robustlab.labs.lm.normalize.normalize`-d; the rhyme rule is :func:`~robustlab.labs.lm.poetry.rhymes`.
+:func:`~robustlab.data.persian.normalize`-d; the rhyme rule is :func:`~robustlab.labs.lm.poetry.rhymes`.
 
 1. **Lexicon** (:meth:`RhymeLexicon.fit`), from the TRAINING beyts only. A hemistich's *rhyme word*
    is the word just before the radif when the hemistich ends with the radif's words, the last word
@@ -50,10 +50,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from robustlab.core.errors import RobustlabError
 from robustlab.core.modes import eval_mode
+from robustlab.data.persian import normalize
 from robustlab.labs.lm.corpus import Beyt, Poem, RhymeForm, parse_rhyme_form
 from robustlab.labs.lm.examples import IGNORE, collate_training, prompt_ids, special_id, target_ids
 from robustlab.labs.lm.generation import DecodeSettings, generate
-from robustlab.labs.lm.normalize import normalize
 from robustlab.labs.lm.pairs import HEMISTICH_SEP, Pair, beyt_text
 from robustlab.labs.lm.poetry import hemistichs, poem_radif, radif, rhyme_key, rhymes, well_formed
 
