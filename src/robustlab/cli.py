@@ -107,16 +107,16 @@ def datasets(
     debug: Debug = False,
 ) -> None:
     """List datasets of every kind (image, tokens, paired): shape, sizes, and whether each is available offline now."""
-    from robustlab.data import is_available, list_datasets
+    from robustlab.data import catalog
     from robustlab.labs import LABS
 
     LABS.names()  # plug-in labs may bring datasets of their own
     typer.echo(f"{'name':<18} {'kind':<7} {'shape':<28} {'train':>7} {'test':>7}  {'offline':<8} description")
-    for info in list_datasets():
-        avail = "yes" if is_available(info.name, data_root) else "no"
+    for row in catalog(data_root):
+        avail = "yes" if row["available"] else "no"
         typer.echo(
-            f"{info.name:<18} {info.kind:<7} {info.shape_text:<28} {info.train_size:>7} {info.test_size:>7}  "
-            f"{avail:<8} {info.description}"
+            f"{row['name']:<18} {row['kind']:<7} {row['shape']:<28} {row['train']:>7} {row['test']:>7}  "
+            f"{avail:<8} {row['description']}"
         )
 
 

@@ -23,7 +23,9 @@ EXPECTED = {
 
 
 def test_list_datasets_has_every_family_with_consistent_infos():
-    infos = list_datasets()
+    """The built-in image families, exactly; plug-in labs may add datasets of other kinds (whether one
+    is registered yet depends on which lab modules this process imported)."""
+    infos = [i for i in list_datasets() if i.kind == "image"]
     assert {i.name for i in infos} == EXPECTED
     for info in infos:
         assert len(info.mean) == len(info.std) == info.channels
@@ -102,7 +104,18 @@ def test_catalog_rows(cifar10_root):
     rows = {r["name"]: r for r in catalog(cifar10_root)}
     assert rows["cifar10"]["available"] is True and rows["svhn"]["available"] is False
     assert rows["digits"]["available"] is True and rows["font-digits"]["available"] is True
-    assert rows["mnist"]["shape"] == "1x28x28" and rows["cifar100"]["classes"] == 100
+    assert rows["mnist"]["shape"] == "1x28x28, 10 classes" and rows["cifar100"]["kind"] == "image"
+
+
+def test_catalog_lists_plug_in_datasets_of_other_kinds():
+    """Loading the labs registers their datasets; the catalog gives every kind a row (no image-only field)."""
+    from robustlab.labs import LABS
+
+    LABS.names()
+    rows = {r["name"]: r for r in catalog()}
+    assert rows["bbbp"]["kind"] == "tokens" and "2 classes" in rows["bbbp"]["shape"]
+    assert rows["bbbp"]["train"] == 2039 and rows["bbbp"]["available"] is True
+    assert [r["name"] for r in catalog()] == sorted(rows)
 
 
 def test_download_failure_is_one_line(tmp_path, monkeypatch):

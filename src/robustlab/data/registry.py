@@ -113,19 +113,19 @@ def load_dataset(
 
 
 def catalog(root: Path | str | None = None) -> list[dict[str, object]]:
-    """One row per dataset for ``robustlab datasets``: name, classes, shape, sizes, availability."""
-    rows: list[dict[str, object]] = []
-    for info in list_datasets():
-        rows.append(
-            {
-                "name": info.name,
-                "classes": info.num_classes,
-                "shape": "x".join(str(v) for v in info.shape),
-                "train": info.train_size,
-                "test": info.test_size,
-                "splits": ",".join(info.splits),
-                "available": is_available(info.name, root),
-                "description": info.description,
-            }
-        )
-    return rows
+    """One row per registered dataset of any kind, sorted by name, for ``robustlab datasets``: name,
+    kind, shape (``shape_text``), train/test sizes, splits, offline availability under ``root``,
+    description."""
+    return [
+        {
+            "name": info.name,
+            "kind": info.kind,
+            "shape": info.shape_text,
+            "train": info.train_size,
+            "test": info.test_size,
+            "splits": ",".join(info.splits),
+            "available": is_available(info.name, root),
+            "description": info.description,
+        }
+        for info in list_datasets()
+    ]
