@@ -238,3 +238,20 @@ def test_rejects_bad_arguments(a: torch.Tensor) -> None:
         greedy_decode(decoder, a, 0)
     with pytest.raises(ValueError, match="beam"):
         beam_search(decoder, a, beam=0, max_length=5)
+
+
+def test_images_that_finish_early_leave_the_batch_unchanged() -> None:
+    """Images whose beams all end at different steps (some at once, some never): each keeps exactly
+    the result it gets decoded alone and the plain-loop reference's caption and score."""
+    decoder = make_decoder(0)
+    a = make_annotations(3, 12) * 3
+    out = beam_search(decoder, a, beam=3, max_length=10)
+    assert {0, 10} <= set(out.lengths.tolist()) and len(set(out.lengths.tolist())) >= 3  # the case exists
+    for i in range(a.shape[0]):
+        alone = beam_search(decoder, a[i:i + 1], beam=3, max_length=10)
+        t = alone.tokens.shape[1]
+        assert torch.equal(out.tokens[i, :t], alone.tokens[0]) and bool((out.tokens[i, t:] == PAD).all())
+        torch.testing.assert_close(out.alphas[i, :t], alone.alphas[0])
+        assert bool((out.alphas[i, t:] == 0).all())
+        ids, score, _ = reference_beam(decoder, a[i:i + 1], 3, 10)
+        assert emitted(out.tokens[i:i + 1])[0] == ids and out.logprob[i].item() == pytest.approx(score, abs=1e-4)

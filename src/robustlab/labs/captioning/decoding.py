@@ -108,11 +108,12 @@ def beam_search(decoder: AttentionDecoder, a: Tensor, beam: int, max_length: int
     beams start at ``-inf``); every step keeps, per image, the ``beam`` best of the ``beam × V``
     extensions (``parent = idx // V``, ``word = idx % V``). A finished beam (it emitted ``<eos>``) keeps
     its score and extends only with ``<pad>`` at cost 0, so it competes with the live beams on its raw
-    score; the loop stops once every beam of every image is finished, or after ``max_length`` steps.
-    The caption returned per image maximises ``score / length ** length_penalty``, ``length`` counting
-    its tokens with ``<eos>`` (``length_penalty = 0``: the raw sum; ``> 0`` favours longer captions; the
-    penalty only picks among the final beams, pruning uses raw scores). ``logprob`` is the chosen raw
-    score. ``beam = 1`` is greedy decoding, token for token.
+    score; an image whose beams have all finished leaves the batch (its result is final), and the loop
+    stops once no image is left, or after ``max_length`` steps. The caption returned per image
+    maximises ``score / length ** length_penalty``, ``length`` counting its tokens with ``<eos>``
+    (``length_penalty = 0``: the raw sum; ``> 0`` favours longer captions; the penalty only picks among
+    the final beams, pruning uses raw scores). ``logprob`` is the chosen raw score. ``beam = 1`` is
+    greedy decoding, token for token.
 
     ``a`` ``(B, P, E)``; ``beam`` at most the number of emittable ids (else the surplus beams stay at
     ``-inf`` and never win)."""
@@ -121,37 +122,56 @@ def beam_search(decoder: AttentionDecoder, a: Tensor, beam: int, max_length: int
     k, v = beam, decoder.vocab_size
     banned = _banned(v, ban_unk, device)
     h, c, keys = decoder.start(a)
-    a = a.repeat_interleave(k, 0)
+    rows_a = a.repeat_interleave(k, 0)
     h, c, keys = h.repeat_interleave(k, 0), c.repeat_interleave(k, 0), keys.repeat_interleave(k, 0)
     scores = torch.zeros(b, k, dtype=a.dtype, device=device)
     scores[:, 1:] = float("-inf")  # one <sos> hypothesis, not k identical ones
     finished = torch.zeros(b, k, dtype=torch.bool, device=device)
     length = torch.zeros(b, k, dtype=torch.long, device=device)  # tokens incl. <eos>
-    tokens = torch.zeros(b, k, 0, dtype=torch.long, device=device)
-    alphas = torch.zeros(b, k, 0, p, dtype=a.dtype, device=device)
     words = torch.full((b * k,), SOS, dtype=torch.long, device=device)
     pad_only = torch.full((v,), float("-inf"), dtype=a.dtype, device=device)
     pad_only[PAD] = 0.0
+    live = torch.arange(b, device=device)  # images with a beam still open
+    offsets = torch.arange(k, device=device)
+    stay = offsets.expand(b, k)  # the parent of a beam whose image has left the batch: itself
+    parents, chosen, attention = [], [], []  # per step (B, K), (B, K), (B, K, P): back-pointers
     for _ in range(max_length):
-        logits, h, c, alpha = decoder.step(a, keys, h, c, words)
-        lp = logits.log_softmax(-1).masked_fill(banned, float("-inf")).view(b, k, v)
-        lp = torch.where(finished.unsqueeze(-1), pad_only, lp)
-        top, idx = (scores.unsqueeze(-1) + lp).view(b, k * v).topk(k, -1)
-        parent = torch.div(idx, v, rounding_mode="floor")  # (B, K)
+        n = live.shape[0]
+        logits, h, c, alpha = decoder.step(rows_a, keys, h, c, words)
+        done = finished[live]
+        lp = logits.log_softmax(-1).masked_fill(banned, float("-inf")).view(n, k, v)
+        lp = torch.where(done.unsqueeze(-1), pad_only, lp)
+        top, idx = (scores[live].unsqueeze(-1) + lp).view(n, k * v).topk(k, -1)
+        parent = torch.div(idx, v, rounding_mode="floor")  # (n, K)
         word = idx % v
-        was_finished = finished.gather(1, parent)
-        flat_parent = (parent + torch.arange(b, device=device).unsqueeze(1) * k).view(-1)
-        new_alpha = alpha[flat_parent].view(b, k, p).masked_fill(was_finished.unsqueeze(-1), 0.0)
-        tokens = torch.cat([tokens.flatten(0, 1)[flat_parent].view(b, k, -1), word.unsqueeze(-1)], -1)
-        alphas = torch.cat([alphas.flatten(0, 1)[flat_parent].view(b, k, -1, p), new_alpha.unsqueeze(2)], 2)
-        length = length.gather(1, parent) + (~was_finished).long()
-        finished = was_finished | (word == EOS)
-        scores = top
+        was_finished = done.gather(1, parent)
+        flat_parent = (parent + torch.arange(n, device=device).unsqueeze(1) * k).view(-1)
+        step_parent, step_word = stay.clone(), torch.full((b, k), PAD, dtype=torch.long, device=device)
+        step_alpha = torch.zeros(b, k, p, dtype=a.dtype, device=device)
+        step_parent[live], step_word[live] = parent, word
+        step_alpha[live] = alpha[flat_parent].view(n, k, p).masked_fill(was_finished.unsqueeze(-1), 0.0)
+        parents.append(step_parent)
+        chosen.append(step_word)
+        attention.append(step_alpha)
+        length[live] = length[live].gather(1, parent) + (~was_finished).long()
+        now_finished = was_finished | (word == EOS)
+        finished[live], scores[live] = now_finished, top
         h, c, words = h[flat_parent], c[flat_parent], word.view(-1)
-        if bool(finished.all()):
-            break
+        open_images = ~now_finished.all(1)
+        if not bool(open_images.all()):  # drop the images whose beams have all finished
+            if not bool(open_images.any()):
+                break
+            keep = (open_images.nonzero().squeeze(1).unsqueeze(1) * k + offsets).view(-1)
+            live = live[open_images]
+            rows_a, keys, h, c, words = rows_a[keep], keys[keep], h[keep], c[keep], words[keep]
     penalised = scores if length_penalty == 0 else scores / length.to(scores.dtype) ** length_penalty
     pick = penalised.argmax(-1)  # (B,)
     rows = torch.arange(b, device=device)
     lengths = length[rows, pick] - finished[rows, pick].long()
-    return Decoded(tokens[rows, pick], lengths, alphas[rows, pick], scores[rows, pick])
+    tokens, alphas, at = [], [], pick
+    for step_parent, step_word, step_alpha in zip(reversed(parents), reversed(chosen), reversed(attention),
+                                                  strict=True):
+        tokens.append(step_word[rows, at])
+        alphas.append(step_alpha[rows, at])
+        at = step_parent[rows, at]
+    return Decoded(torch.stack(tokens[::-1], 1), lengths, torch.stack(alphas[::-1], 1), scores[rows, pick])
