@@ -11,8 +11,8 @@ encoder; Adam 1e-3, gradient-norm clipping 5 (the lab's defaults), batch 64.
 
 (1) Decoder training. (a) robustlab: ``build_data`` extracts the frozen encoder's grids once
     (inference mode, channels-last, stored fp16) and ``Trainer.train_epoch`` runs the lab's task on
-    them (``DecoderWithAttention`` recomputes nothing per step: the attention keys once per caption,
-    the output layer once over all steps). (b) the anchor: every batch runs the frozen encoder (eval,
+    them (the lab's ``AttentionDecoder`` computes the attention keys once per caption and the output
+    layer once over all steps). (b) the anchor: every batch runs the frozen encoder (eval,
     ``no_grad``) on its pairs' pixels, then the tutorial's ``DecoderWithAttention.forward`` written over
     the same modules (captions sorted by length, the batch shrinks as captions end, the attention
     projects the encoder output at every step, the output layer runs per step into a zero-filled
