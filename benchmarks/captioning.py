@@ -66,6 +66,7 @@ from robustlab.config import parse_config  # noqa: E402
 from robustlab.core.seeding import seed_everything  # noqa: E402
 from robustlab.data.frozen_features import extract_features  # noqa: E402
 from robustlab.experiment import train_loaders  # noqa: E402
+from robustlab.labs.captioning.config import CaptioningConfig  # noqa: E402
 from robustlab.labs.captioning.decoder import AttentionDecoder  # noqa: E402
 from robustlab.labs.captioning.decoding import NEVER, beam_search  # noqa: E402
 from robustlab.labs.captioning.lab import LAB  # noqa: E402
@@ -79,7 +80,7 @@ SIZE, BATCH, MIN_COUNT, MAX_WORDS, BEAM_LENGTH, BEAMS = 64, 64, 3, 40, 20, (3, 5
 RTOL, ATOL = 1e-2, 1e-2
 
 
-def lab_config(encoder: str, n: int, cache: Path, dropout: float, epochs: int):
+def lab_config(encoder: str, n: int, cache: Path, dropout: float, epochs: int) -> CaptioningConfig:
     """The lab's config of a run on ``n`` shapes scenes over a frozen random ``encoder``."""
     return parse_config({
         "task": "captioning", "seed": 0,
@@ -167,7 +168,7 @@ def anchor_forward(decoder: AttentionDecoder, encoder_out: Tensor, captions: Ten
 
 
 def anchor_epoch(encoder: torch.nn.Module, decoder: AttentionDecoder, optimizer: torch.optim.Optimizer,
-                 loader, epoch: int, alpha_c: float, clip: float | None) -> None:
+                 loader: torch.utils.data.DataLoader, epoch: int, alpha_c: float, clip: float | None) -> None:
     """One epoch of the tutorial's ``train``: the frozen encoder on every batch's pixels, then the
     decoder, loss on the packed scores and targets + ``alpha_c`` × the doubly stochastic penalty."""
     loader.sampler.set_epoch(epoch)
